@@ -1,0 +1,115 @@
+"""Shared fixtures: a tiny randomly initialised BERT and a synthetic corpus."""
+import random
+import sys
+from pathlib import Path
+
+import pytest
+from spacy.tokens import Doc, DocBin
+from spacy.training import biluo_tags_to_spans, iob_to_biluo
+from spacy.vocab import Vocab
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PEOPLE = ["Anna Berg", "Tom Reed", "Lena", "Omar Haddad", "Mia Cole"]
+PLACES = ["Paris", "Oslo", "New York", "Lima", "Cairo"]
+ORGS = ["Acme Corp", "Globex", "United Bank", "Initech"]
+TEMPLATES = [
+    # (words with slots, POS tags for the non-slot words)
+    ("{PER} lives in {LOC} .", {"lives": "VBZ", "in": "IN", ".": "."}),
+    ("{PER} works for {ORG} .", {"works": "VBZ", "for": "IN", ".": "."}),
+    ("{ORG} opened an office in {LOC} .", {"opened": "VBD", "an": "DT", "office": "NN", "in": "IN", ".": "."}),
+    ("the weather was fine .", {"the": "DT", "weather": "NN", "was": "VBD", "fine": "JJ", ".": "."}),
+    ("{PER} met {PER} .", {"met": "VBD", ".": "."}),
+]
+FILLERS = {"PER": PEOPLE, "LOC": PLACES, "ORG": ORGS}
+
+
+def make_sentence(rng: random.Random):
+    """(words, POS tags, IOB2 tags) for one synthetic sentence."""
+    template, pos = rng.choice(TEMPLATES)
+    words, tags, iob = [], [], []
+    for item in template.split():
+        if item.startswith("{"):
+            label = item[1:-1]
+            for i, word in enumerate(rng.choice(FILLERS[label]).split()):
+                words.append(word)
+                tags.append("NNP")
+                iob.append(("B-" if i == 0 else "I-") + label)
+        else:
+            words.append(item)
+            tags.append(pos[item])
+            iob.append("O")
+    return words, tags, iob
+
+
+def make_doc(vocab: Vocab, rng: random.Random, n_sents: int = 3) -> Doc:
+    words, tags, iob, starts = [], [], [], []
+    for _ in range(n_sents):
+        w, t, b = make_sentence(rng)
+        starts += [True] + [False] * (len(w) - 1)
+        words += w
+        tags += t
+        iob += b
+    doc = Doc(vocab, words=words, tags=tags, sent_starts=starts)
+    doc.ents = biluo_tags_to_spans(doc, iob_to_biluo(iob))
+    return doc
+
+
+def make_docs(n_docs: int, seed: int = 0, vocab: Vocab = None):
+    rng = random.Random(seed)
+    vocab = vocab or Vocab()
+    return [make_doc(vocab, rng) for _ in range(n_docs)]
+
+
+def write_docbin(path: Path, docs) -> Path:
+    DocBin(docs=docs, store_user_data=True).to_disk(path)
+    return path
+
+
+def corpus_words():
+    words = set()
+    for template, pos in TEMPLATES:
+        words.update(pos)
+    for names in FILLERS.values():
+        for name in names:
+            words.update(name.split())
+    return words
+
+
+def make_tiny_bert(path: Path) -> Path:
+    """A 2-layer, 32-wide BERT with random weights and a WordPiece vocab."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted(set("".join(corpus_words())) | set("abcdefghijklmnopqrstuvwxyz0123456789.,"))
+    pieces = specials + sorted(w.lower() for w in corpus_words()) + chars + [f"##{c}" for c in chars]
+    path.mkdir(parents=True, exist_ok=True)
+    vocab_file = path / "vocab.txt"
+    vocab_file.write_text("\n".join(dict.fromkeys(pieces)) + "\n", encoding="utf8")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    tokenizer.save_pretrained(str(path))
+    config = BertConfig(
+        vocab_size=len(tokenizer.get_vocab()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    BertModel(config).save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory):
+    """train.spacy and dev.spacy with synthetic PER/LOC/ORG documents."""
+    folder = tmp_path_factory.mktemp("corpus")
+    train = write_docbin(folder / "train.spacy", make_docs(40, seed=1))
+    dev = write_docbin(folder / "dev.spacy", make_docs(10, seed=2))
+    return train, dev
