@@ -1,0 +1,224 @@
+"""The pos_ner component: training, decoding, confidences, serialization."""
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import load_config, load_model_from_config
+from thinc.api import Adam, Linear, Model, concatenate
+
+from components.pos_ner import (
+    PosNer,
+    _transition_masks,
+    concat_per_doc,
+    viterbi_decode,
+)
+from conftest import ROOT, make_docs
+
+ANNOTATING = ["transformer", "tagger"]
+
+
+def build_nlp(tiny_bert, **model_overrides):
+    config = load_config(ROOT / "configs" / "pos_ner.cfg", interpolate=True)
+    config["components"]["transformer"]["model"]["name"] = str(tiny_bert)
+    config["components"]["ner"]["model"].update(model_overrides)
+    return load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def make_examples(nlp, n_docs=12, seed=3):
+    return [Example(nlp.make_doc(doc.text), doc) for doc in make_docs(n_docs, seed=seed, vocab=nlp.vocab)]
+
+
+def train(nlp, examples, steps, annotates=ANNOTATING):
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.003
+    history = []
+    for _ in range(steps):
+        losses = nlp.update(examples, sgd=optimizer, annotates=annotates)
+        history.append(losses["ner"])
+    return history
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert):
+    nlp = build_nlp(tiny_bert)
+    examples = make_examples(nlp)
+    history = train(nlp, examples, steps=25)
+    return nlp, history
+
+
+def test_update_lowers_the_loss(trained):
+    _, history = trained
+    assert history[-1] < 0.5 * history[0]
+
+
+def test_learns_labels_from_data(trained):
+    nlp, _ = trained
+    ner = nlp.get_pipe("ner")
+    assert isinstance(ner, PosNer)
+    assert ner.labels == ("LOC", "ORG", "PER")
+    assert ner.tag_names == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+
+
+def test_predicts_entities_with_confidences(trained):
+    nlp, _ = trained
+    docs = list(nlp.pipe(["Anna Berg lives in New York .", "Globex opened an office in Lima ."]))
+    ents = [ent for doc in docs for ent in doc.ents]
+    assert ents, "the trained toy model should find entities"
+    for ent in ents:
+        assert ent.label_ in ("LOC", "ORG", "PER")
+        assert 0.0 <= ent._.confidence <= 1.0
+
+
+def test_empty_docs(trained):
+    nlp, _ = trained
+    assert nlp("").ents == ()
+    docs = list(nlp.pipe(["", "Tom Reed works for Acme Corp .", ""]))
+    assert [len(doc) for doc in docs] == [0, 7, 0]
+    assert docs[0].ents == () and docs[2].ents == ()
+
+
+def _predictions(nlp, texts):
+    return [[(e.start, e.end, e.label_, round(e._.confidence, 5)) for e in doc.ents] for doc in nlp.pipe(texts)]
+
+
+TEXTS = ["Anna Berg lives in Paris .", "Mia Cole met Omar Haddad .", "United Bank opened an office in Oslo ."]
+
+
+def test_disk_round_trip(trained, tmp_path):
+    nlp, _ = trained
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.get_pipe("ner").labels == nlp.get_pipe("ner").labels
+    assert _predictions(loaded, TEXTS) == _predictions(nlp, TEXTS)
+
+
+def test_bytes_round_trip(trained, tiny_bert):
+    nlp, _ = trained
+    fresh = build_nlp(tiny_bert)
+    fresh.from_bytes(nlp.to_bytes())
+    assert _predictions(fresh, TEXTS) == _predictions(nlp, TEXTS)
+    ner_only = fresh.get_pipe("ner").from_bytes(nlp.get_pipe("ner").to_bytes())
+    assert ner_only.labels == nlp.get_pipe("ner").labels
+
+
+def test_ner_receives_predicted_tags_only_when_tagger_annotates(tiny_bert, monkeypatch):
+    """spaCy passes earlier predictions on during training only for
+    [training] annotating_components; the listener-based tagger needs the
+    transformer listed too."""
+    seen = []
+    original = PosNer.update
+
+    def spy(self, examples, **kwargs):
+        examples = list(examples)
+        seen.append([token.tag_ for eg in examples for token in eg.predicted])
+        return original(self, examples, **kwargs)
+
+    monkeypatch.setattr(PosNer, "update", spy)
+    nlp = build_nlp(tiny_bert)
+    examples = make_examples(nlp, n_docs=4)
+    train(nlp, examples, steps=2, annotates=ANNOTATING)
+    assert all(tag for tag in seen[-1]), "every token should carry a predicted tag"
+
+    seen.clear()
+    nlp = build_nlp(tiny_bert)
+    train(nlp, make_examples(nlp, n_docs=4), steps=2, annotates=[])
+    assert not any(tag for tag in seen[-1]), "without annotating components the tags stay empty"
+
+
+def test_configured_annotating_components():
+    config = load_config(ROOT / "configs" / "pos_ner.cfg")
+    assert config["training"]["annotating_components"] == ["transformer", "tagger"]
+    assert config["nlp"]["pipeline"] == ["transformer", "tagger", "ner"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"feature_width": 0}, {"features": []}, {"features": ["TAG", "SHAPE"], "feature_width": 16}],
+)
+def test_feature_settings_train(tiny_bert, overrides):
+    nlp = build_nlp(tiny_bert, **overrides)
+    examples = make_examples(nlp, n_docs=6)
+    history = train(nlp, examples, steps=8)
+    assert history[-1] < history[0]
+    assert nlp("Lena lives in Cairo .").has_annotation("ENT_IOB")
+
+
+def test_feature_embedding_is_in_the_model(tiny_bert):
+    with_tags = build_nlp(tiny_bert).get_pipe("ner").model
+    without = build_nlp(tiny_bert, feature_width=0).get_pipe("ner").model
+    assert any(node.name.startswith("hashembed") for node in with_tags.walk())
+    assert not any(node.name.startswith("hashembed") for node in without.walk())
+
+
+def _listener_like(width, returns):
+    """A layer whose backprop returns `returns`, as a transformer listener's does."""
+
+    def forward(model, docs, is_train):
+        return [model.ops.alloc2f(len(d), width) + 1 for d in docs], lambda d_out: returns
+
+    return Model("listener_like", forward, dims={"nO": width})
+
+
+def test_concat_per_doc_survives_a_listener_that_returns_none():
+    docs = [Doc(spacy.blank("en").vocab, words=["a", "b", "c"])]
+    combined = concat_per_doc(_listener_like(4, None), _listener_like(2, []))
+    output, backprop = combined(docs, is_train=True)
+    assert output[0].shape == (3, 6)
+    assert backprop([numpy.ones((3, 6), dtype="f")]) == []
+    # thinc's own concatenate cannot add up a None gradient: the reason concat_per_doc exists.
+    with pytest.raises(TypeError):
+        _, backprop = concatenate(_listener_like(4, None), _listener_like(2, []))(docs, is_train=True)
+        backprop([numpy.ones((3, 6), dtype="f")])
+
+
+def _is_valid_bio(tags, sent_starts):
+    for i, tag in enumerate(tags):
+        if tag.startswith("I-"):
+            if i == 0 or sent_starts[i] or tags[i - 1][2:] != tag[2:] or tags[i - 1] == "O":
+                return False
+    return True
+
+
+def test_viterbi_output_is_always_valid_bio():
+    names = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    allowed, allowed_first = _transition_masks(names)
+    rng = numpy.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        log_probs = numpy.log(rng.dirichlet(numpy.ones(len(names)) * 0.3, size=n) + 1e-12)
+        starts = [i == 0 or bool(rng.random() < 0.2) for i in range(n)]
+        tags = [names[i] for i in viterbi_decode(log_probs, allowed, allowed_first, starts)]
+        assert _is_valid_bio(tags, starts), tags
+
+
+def test_viterbi_repairs_an_orphan_inside_tag():
+    names = ["O", "B-LOC", "I-LOC"]
+    allowed, allowed_first = _transition_masks(names)
+    # Token-wise argmax would give O I-LOC: invalid.
+    probs = numpy.array([[0.9, 0.05, 0.05], [0.1, 0.4, 0.5]])
+    assert viterbi_decode(numpy.log(probs), allowed, allowed_first, [True, False]) == [0, 1]
+    assert viterbi_decode(numpy.zeros((0, 3)), allowed, allowed_first, []) == []
+
+
+def test_loss_ignores_tokens_without_gold_annotation(trained):
+    nlp, _ = trained
+    ner = nlp.get_pipe("ner")
+    reference = Doc(nlp.vocab, words=["Anna", "lives", "here"], ents=["B-PER", "O", None])
+    example = Example(nlp.make_doc("Anna lives here"), reference)
+    scores = [numpy.full((3, len(ner.tag_names)), 1 / len(ner.tag_names), dtype="f")]
+    loss, d_scores = ner.get_loss([example], scores)
+    assert loss > 0
+    assert numpy.abs(d_scores[0][2]).sum() == 0
+    assert numpy.abs(d_scores[0][0]).sum() > 0
+
+
+def test_labels_can_be_given_at_initialize(tiny_bert):
+    """As `spacy init labels` writes them into [initialize.components]."""
+    nlp = build_nlp(tiny_bert)
+    nlp.config["initialize"]["components"]["ner"] = {"labels": ["ANIMAL", "PER"]}
+    nlp.initialize(lambda: make_examples(nlp, n_docs=3))
+    ner = nlp.get_pipe("ner")
+    assert ner.labels == ("ANIMAL", "PER")
+    with pytest.raises(ValueError, match="already initialized"):
+        ner.add_label("LOC")
