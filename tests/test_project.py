@@ -4,6 +4,7 @@ must give the same entities as the trained pipeline directory."""
 import json
 import random
 import shutil
+import site
 import subprocess
 import sys
 import venv
@@ -102,9 +103,12 @@ def test_wheel_installs_and_loads_offline(project, tmp_path):
     wheels = list((project / "packages").glob(f"{PACKAGE}-*/dist/{PACKAGE}-*.whl"))
     assert len(wheels) == 1, wheels
     env_dir = tmp_path / "venv"
-    # System site packages provide spaCy and torch; the model and its code come from the wheel alone.
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    # spaCy, torch & co. come from this interpreter's site-packages (a .pth file, so this also
+    # works from inside a virtualenv); the model and its code come from the wheel alone.
+    venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
+    env_site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
+    Path(env_site, "host_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     run([str(python), "-m", "pip", "install", "--no-index", "--no-deps", str(wheels[0])])
     offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": str(env_dir / "bin")}
     script = PREDICT.format(package=PACKAGE)
@@ -116,3 +120,10 @@ def test_wheel_installs_and_loads_offline(project, tmp_path):
     expected = [[[e.start, e.end, e.label_, round(e._.confidence, 4)] for e in d.ents] for d in trained.pipe(TEXTS)]
     assert out["ents"] == expected
     assert any(expected), "the trained toy pipeline should find some entities"
+
+
+def test_readme_documents_the_current_project():
+    """The section `spacy project document` writes must match project.yml."""
+    generated = run([sys.executable, "-m", "spacy", "project", "document", str(ROOT)])
+    start = generated.index("<!-- WEASEL: AUTO-GENERATED DOCS START")
+    assert generated[start:].strip() in (ROOT / "README.md").read_text(encoding="utf8")
