@@ -5,11 +5,16 @@ from pathlib import Path
 
 import pytest
 from spacy.tokens import Doc, DocBin
-from spacy.training import biluo_tags_to_spans, iob_to_biluo
+from spacy.training import Example, biluo_tags_to_spans, iob_to_biluo
+from spacy.util import load_config, load_model_from_config
 from spacy.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import components.pos_ner  # noqa: E402,F401  (registers the pos_ner factory)
+
+ANNOTATING = ["transformer", "tagger"]
 
 PEOPLE = ["Anna Berg", "Tom Reed", "Lena", "Omar Haddad", "Mia Cole"]
 PLACES = ["Paris", "Oslo", "New York", "Lima", "Cairo"]
@@ -113,3 +118,40 @@ def toy_corpus(tmp_path_factory):
     train = write_docbin(folder / "train.spacy", make_docs(40, seed=1))
     dev = write_docbin(folder / "dev.spacy", make_docs(10, seed=2))
     return train, dev
+def build_nlp(tiny_bert, **model_overrides):
+    """The default pipeline config with the tiny encoder and `pos_ner` model overrides."""
+    config = load_config(ROOT / "configs" / "pos_ner.cfg", interpolate=True)
+    config["components"]["transformer"]["model"]["name"] = str(tiny_bert)
+    config["components"]["ner"]["model"].update(model_overrides)
+    return load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def make_examples(nlp, n_docs=12, seed=3):
+    return [Example(nlp.make_doc(doc.text), doc) for doc in make_docs(n_docs, seed=seed, vocab=nlp.vocab)]
+
+
+def train(nlp, examples, steps, annotates=ANNOTATING):
+    """Initialize, then update `steps` times on all examples; returns the ner losses."""
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.003
+    history = []
+    for _ in range(steps):
+        losses = nlp.update(examples, sgd=optimizer, annotates=annotates)
+        history.append(losses["ner"])
+    return history
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_bert):
+    """(nlp, loss history): transformer → tagger → pos_ner trained on the toy data."""
+    nlp = build_nlp(tiny_bert)
+    history = train(nlp, make_examples(nlp), steps=25)
+    return nlp, history
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tiny_pipeline, tmp_path_factory) -> Path:
+    """The trained toy pipeline saved to disk, for tests of tools that load a model."""
+    path = tmp_path_factory.mktemp("tiny_pipeline") / "model"
+    tiny_pipeline[0].to_disk(path)
+    return path

@@ -4,7 +4,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.util import load_config, load_model_from_config
+from spacy.util import load_config
 from thinc.api import Adam, Linear, Model, concatenate
 
 from components.pos_ner import (
@@ -13,38 +13,12 @@ from components.pos_ner import (
     concat_per_doc,
     viterbi_decode,
 )
-from conftest import ROOT, make_docs
-
-ANNOTATING = ["transformer", "tagger"]
-
-
-def build_nlp(tiny_bert, **model_overrides):
-    config = load_config(ROOT / "configs" / "pos_ner.cfg", interpolate=True)
-    config["components"]["transformer"]["model"]["name"] = str(tiny_bert)
-    config["components"]["ner"]["model"].update(model_overrides)
-    return load_model_from_config(config, auto_fill=True, validate=True)
-
-
-def make_examples(nlp, n_docs=12, seed=3):
-    return [Example(nlp.make_doc(doc.text), doc) for doc in make_docs(n_docs, seed=seed, vocab=nlp.vocab)]
-
-
-def train(nlp, examples, steps, annotates=ANNOTATING):
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.003
-    history = []
-    for _ in range(steps):
-        losses = nlp.update(examples, sgd=optimizer, annotates=annotates)
-        history.append(losses["ner"])
-    return history
+from conftest import ANNOTATING, ROOT, build_nlp, make_examples, train
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_bert):
-    nlp = build_nlp(tiny_bert)
-    examples = make_examples(nlp)
-    history = train(nlp, examples, steps=25)
-    return nlp, history
+def trained(tiny_pipeline):
+    return tiny_pipeline
 
 
 def test_update_lowers_the_loss(trained):

@@ -14,7 +14,6 @@ import pytest
 import spacy
 from spacy.util import load_config
 
-import components.pos_ner  # noqa: F401  (registers the pos_ner factory)
 from conftest import ROOT, make_sentence, make_tiny_bert
 
 PACKAGE = "en_ner_pos_conll"
