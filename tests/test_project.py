@@ -26,6 +26,7 @@ print(json.dumps({{
     "ents": [[[e.start, e.end, e.label_, round(e._.confidence, 4)] for e in d.ents] for d in docs],
     "component_file": inspect.getfile(type(nlp.get_pipe("ner"))),
     "pipeline": nlp.pipe_names,
+    "performance": nlp.meta.get("performance", {{}}),
 }}))
 """
 
@@ -113,6 +114,7 @@ def test_wheel_installs_and_loads_offline(project, tmp_path):
     script = PREDICT.format(package=PACKAGE)
     out = json.loads(run([str(python), "-c", script, json.dumps(TEXTS)], cwd=tmp_path, env=offline))
     assert out["pipeline"] == ["transformer", "tagger", "ner"]
+    assert "ents_f" in out["performance"] and "tag_acc" in out["performance"]
     assert str(env_dir) in out["component_file"], "the component code must come from the wheel"
 
     trained = spacy.load(project / "training/pos_ner/model-best")
