@@ -1,21 +1,33 @@
-"""Score a trained pipeline on a DocBin with seqeval and write a metrics JSON.
+"""Score a trained pipeline on a DocBin with seqeval and write a metrics JSON,
+optionally with a report folder: report.md (the most frequent errors, with
+examples), confusion.png and training.png (see report.py).
 
 Predictions are made on the gold tokens, so entity and token scores are
 computed over exactly the corpus' tokens, as conlleval does.
 """
 import json
 import time
+from collections import Counter
+from itertools import islice
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import spacy
 import typer
 from seqeval.metrics import accuracy_score, classification_report
 from seqeval.scheme import IOB2
-from spacy.tokens import Doc, DocBin
+from sklearn.metrics import confusion_matrix
+from spacy.tokens import Doc, DocBin, Span
 from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 
+from report import plot_confusion, plot_training
+
 app = typer.Typer(add_completion=False)
+
+# What happens to a gold entity that is not predicted exactly; "spurious" is a
+# predicted entity that overlaps no gold entity.
+ERROR_KINDS = ("wrong_type", "boundary", "boundary_and_type", "missed", "spurious")
+EntityError = Tuple[str, Optional[Span], Optional[Span]]  # kind, gold span, predicted span
 
 
 def bio_tags(doc: Doc) -> List[str]:
@@ -37,7 +49,42 @@ def entity_scores(gold: List[List[str]], pred: List[List[str]], strict: bool) ->
     return result
 
 
-def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Dict:
+def confusion(gold: List[List[str]], pred: List[List[str]]) -> Dict:
+    """Token-level confusion matrix: rows are gold tags, columns predicted tags,
+    labels "O" first, then B-X, I-X by type. Dropping the "O" row and column
+    gives the matrix without O."""
+    gold_flat = [tag for tags in gold for tag in tags]
+    pred_flat = [tag for tags in pred for tag in tags]
+    labels = sorted(set(gold_flat) | set(pred_flat), key=lambda tag: (tag != "O", tag[2:], tag[:1]))
+    return {"labels": labels, "matrix": confusion_matrix(gold_flat, pred_flat, labels=labels).tolist()}
+
+
+def entity_errors(gold: Doc, pred: Doc) -> List[EntityError]:
+    """Each gold entity that is not predicted exactly, with the predicted entity
+    it overlaps (same span other label: wrong_type; same label other span:
+    boundary; neither: boundary_and_type; none: missed), then each predicted
+    entity that overlaps no gold entity (spurious)."""
+    def overlap(a: Span, b: Span) -> bool:
+        return a.start < b.end and b.start < a.end
+
+    errors: List[EntityError] = []
+    for g in gold.ents:
+        overlapping = sorted((p for p in pred.ents if overlap(g, p)), key=lambda p: p.label_ != g.label_)
+        exact = [p for p in overlapping if (p.start, p.end) == (g.start, g.end)]
+        if exact:
+            if exact[0].label_ != g.label_:
+                errors.append(("wrong_type", g, exact[0]))
+        elif not overlapping:
+            errors.append(("missed", g, None))
+        else:
+            p = overlapping[0]
+            errors.append(("boundary" if p.label_ == g.label_ else "boundary_and_type", g, p))
+    errors += [("spurious", None, p) for p in pred.ents if not any(overlap(g, p) for g in gold.ents)]
+    return errors
+
+
+def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Tuple[Dict, List[Doc]]:
+    """The metrics, and the predicted docs (aligned with `gold_docs`)."""
     inputs = [Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in gold_docs]
     start = time.perf_counter()
     predicted = list(nlp.pipe(inputs, batch_size=batch_size))
@@ -45,11 +92,14 @@ def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Dict:
     gold_tags = [bio_tags(doc) for doc in gold_docs]
     pred_tags = [bio_tags(doc) for doc in predicted]
     n_words = sum(len(doc) for doc in gold_docs)
+    errors = Counter(kind for g, p in zip(gold_docs, predicted) for kind, _, _ in entity_errors(g, p))
     metrics = {
         "entities": entity_scores(gold_tags, pred_tags, strict=False),
         "entities_strict_iob2": entity_scores(gold_tags, pred_tags, strict=True),
         "token_acc": float(accuracy_score(gold_tags, pred_tags)),
         "tag_acc": None,
+        "confusion": confusion(gold_tags, pred_tags),
+        "entity_errors": {kind: errors[kind] for kind in ERROR_KINDS},
         "n_docs": len(gold_docs),
         "n_words": n_words,
         "seconds": seconds,
@@ -58,7 +108,7 @@ def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Dict:
     if "tagger" in nlp.pipe_names:
         pairs = [(g.tag_, p.tag_) for gd, pd in zip(gold_docs, predicted) for g, p in zip(gd, pd) if g.tag_]
         metrics["tag_acc"] = sum(g == p for g, p in pairs) / len(pairs) if pairs else None
-    return metrics
+    return metrics, predicted
 
 
 def format_table(metrics: Dict) -> str:
@@ -75,6 +125,71 @@ def format_table(metrics: Dict) -> str:
     return "\n".join(lines)
 
 
+def bracketed(doc: Doc, start: int, end: int) -> str:
+    """Tokens start..end with each entity written as [its words]LABEL."""
+    words = []
+    for token in doc[start:end]:
+        text = token.text
+        if token.ent_iob_ == "B" or (token.ent_iob_ == "I" and token.i == start):
+            text = "[" + text
+        if token.ent_iob_ in ("B", "I") and (token.i == end - 1 or doc[token.i + 1].ent_iob_ != "I"):
+            text += "]" + token.ent_type_
+        words.append(text)
+    return " ".join(words)
+
+
+def example(gold: Doc, pred: Doc, start: int, end: int, title: str) -> str:
+    """The gold sentence(s) holding tokens start..end, with gold and predicted entities."""
+    if gold.has_annotation("SENT_START"):
+        start, end = gold[start].sent.start, gold[end - 1].sent.end
+    else:
+        start, end = 0, len(gold)
+    return f"{title}\n  gold: {bracketed(gold, start, end)}\n  pred: {bracketed(pred, start, end)}"
+
+
+def error_report(metrics: Dict, gold_docs: List[Doc], predicted: List[Doc], top: int = 10, n_examples: int = 3) -> str:
+    """Markdown: scores, entity error counts, then the `top` most frequent
+    entity errors and tag confusions, each with a few example sentences."""
+    def section(title: str, count: int, examples: List[str]) -> List[str]:
+        return [f"### {title} ({count})", "", "```text", "\n\n".join(examples), "```", ""]
+
+    lines = ["# Evaluation report", "", f"`{metrics.get('model')}` on `{metrics.get('data')}`: "
+             f"{metrics['n_docs']} documents, {metrics['n_words']} words.", "",
+             "```text", format_table(metrics), "```", "",
+             "## Entity errors", "",
+             "Each gold entity is either correct, of the wrong type (same span), off in its "
+             "boundaries (overlapping prediction of the same type), off in boundaries and type, "
+             "or missed (no overlapping prediction). A predicted entity that overlaps no gold "
+             "entity is spurious.", "",
+             "| error | count |", "| --- | ---: |",
+             *[f"| {kind.replace('_', ' ')} | {n} |" for kind, n in metrics["entity_errors"].items()], ""]
+    groups: Dict[str, List[Tuple[Doc, Doc, List[Span]]]] = {}
+    for gold, pred in zip(gold_docs, predicted):
+        for kind, *spans in entity_errors(gold, pred):
+            spans = [span for span in spans if span is not None]
+            key = f"{kind.replace('_', ' ')}: {' → '.join(span.label_ for span in spans)}"
+            groups.setdefault(key, []).append((gold, pred, spans))
+    for key, errors in sorted(groups.items(), key=lambda item: -len(item[1]))[:top]:
+        examples = [example(gold, pred, min(s.start for s in spans), max(s.end for s in spans),
+                            " → ".join(f"{s.text!r} {s.label_}" for s in spans))
+                    for gold, pred, spans in errors[:n_examples]]
+        lines += section(key, len(errors), examples)
+
+    lines += ["## Tag confusions (tokens)", "", "| gold | predicted | count |", "| --- | --- | ---: |"]
+    labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
+    cells = sorted(((n, g, p) for g, row in zip(labels, matrix) for p, n in zip(labels, row) if g != p and n),
+                   key=lambda cell: -cell[0])[:top]
+    lines += [f"| {g} | {p} | {n} |" for n, g, p in cells] + [""]
+    tags = [list(zip(bio_tags(gold), bio_tags(pred))) for gold, pred in zip(gold_docs, predicted)]
+    for n, g_tag, p_tag in cells:
+        found = ((gold, pred, i) for gold, pred, pairs in zip(gold_docs, predicted, tags)
+                 for i, pair in enumerate(pairs) if pair == (g_tag, p_tag))
+        examples = [example(gold, pred, i, i + 1, f"{gold[i].text!r} {g_tag} → {p_tag}")
+                    for gold, pred, i in islice(found, n_examples)]
+        lines += section(f"{g_tag} → {p_tag}", n, examples)
+    return "\n".join(lines)
+
+
 @app.command()
 def main(
     model: str = typer.Argument(..., help="Pipeline directory or installed package name"),
@@ -82,17 +197,33 @@ def main(
     output_path: Path = typer.Option(..., "--output", "-o", help="Metrics JSON to write"),
     code_path: Optional[Path] = typer.Option(None, "--code", "-c", exists=True, help="Custom component code"),
     batch_size: int = typer.Option(32, "--batch-size"),
+    report_dir: Optional[Path] = typer.Option(
+        None, "--report-dir", file_okay=False, help="Write report.md and confusion.png (and training.png) here"),
+    training_log: Optional[Path] = typer.Option(
+        None, "--training-log", exists=True, dir_okay=False, help="JSONL log of the training (for training.png)"),
 ):
     """Evaluate MODEL on DATA_PATH and write seqeval metrics to OUTPUT_PATH."""
+    if training_log is not None and report_dir is None:
+        raise typer.BadParameter("needs --report-dir", param_hint="--training-log")
     if code_path is not None:
         spacy.util.import_file(code_path.stem, code_path)
     nlp = spacy.load(model)
     gold_docs = list(DocBin().from_disk(data_path).get_docs(nlp.vocab))
-    metrics = evaluate(nlp, gold_docs, batch_size=batch_size)
+    metrics, predicted = evaluate(nlp, gold_docs, batch_size=batch_size)
     metrics.update({"model": model, "data": str(data_path)})
     output_path.parent.mkdir(parents=True, exist_ok=True)
     output_path.write_text(json.dumps(metrics, indent=2), encoding="utf8")
     typer.echo(format_table(metrics))
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        markdown = error_report(metrics, gold_docs, predicted)
+        plot_confusion(metrics["confusion"], report_dir / "confusion.png")
+        markdown += "\n## Figures\n\n![Confusion matrices](confusion.png)\n"
+        if training_log is not None:
+            plot_training(training_log, report_dir / "training.png")
+            markdown += "\n![Training curves](training.png)\n"
+        (report_dir / "report.md").write_text(markdown, encoding="utf8")
+        typer.echo(f"Report: {report_dir / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,261 @@
+"""Run a pipeline exported by scripts/export_onnx.py with onnxruntime, and
+check it against the PyTorch pipeline.
+
+`OnnxNer` needs no torch: spaCy's tokenizer builds the Docs, the Hugging Face
+tokenizer makes the wordpiece windows (the same strided windows and
+offset-mapping alignment as spacy-transformers), onnxruntime runs the graph and
+the pos_ner component's own `set_annotations` does the constrained Viterbi
+decoding and sets `doc.ents`, `token.tag_` and `ent._.confidence`.
+
+As a CLI it compares both paths on a DocBin's gold tokens (entity and tag
+agreement, probability differences, seqeval F1 for fp32 and int8) and writes JSON.
+"""
+import json
+import time
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy
+import onnxruntime
+import spacy
+import typer
+from spacy.language import Language
+from spacy.tokenizer import Tokenizer
+from spacy.tokens import Doc, DocBin
+from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
+from spacy.util import registry
+from spacy.vocab import create_vocab
+from thinc.api import Model
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CODE = ROOT / "components" / "pos_ner.py"
+META_FILE = "onnx_meta.json"
+
+app = typer.Typer(add_completion=False)
+
+
+def strided_windows(n_tokens: int, window: int, stride: int) -> List[Tuple[int, int]]:
+    """(start, end) token windows, exactly as spacy-transformers' strided_spans."""
+    windows, start = [], 0
+    for _ in range(n_tokens // stride):
+        windows.append((start, min(start + window, n_tokens)))
+        if start + window >= n_tokens:
+            break
+        start += stride
+    else:
+        if start < n_tokens:
+            windows.append((start, n_tokens))
+    return windows
+
+
+def pos_ner_class(code_path: Optional[Path] = None) -> type:
+    """The PosNer component class: from `code_path`, else from the code that
+    registered the pos_ner factory (e.g. an installed model package), else the repository's."""
+    if code_path is None and Language.has_factory("pos_ner"):
+        return registry.factories.get("pos_ner").__globals__["PosNer"]
+    return spacy.util.import_file("pos_ner", code_path or DEFAULT_CODE).PosNer
+
+
+class OnnxNer:
+    """An exported transformer → tagger → pos_ner pipeline on onnxruntime.
+    Predicted tags replace any tags the input Docs have."""
+
+    def __init__(
+        self, path: Union[str, Path], quantized: bool = False, code_path: Optional[Path] = None, threads: int = 0
+    ):
+        from transformers import AutoTokenizer
+
+        path = Path(path)
+        self.meta = json.loads((path / META_FILE).read_text(encoding="utf8"))
+        variant = "int8" if quantized else "fp32"
+        if variant not in self.meta["models"]:
+            raise ValueError(f"{path} has no {variant} model (export with --quantize)")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(
+            str(path / self.meta["models"][variant]), options, providers=["CPUExecutionProvider"]
+        )
+        hf_path = str(path / self.meta["hf_tokenizer"])
+        self.hf_tokenizer = AutoTokenizer.from_pretrained(hf_path, **self.meta["tokenizer_config"])
+        # Not spacy.blank: it would load every installed spaCy plugin (spacy-transformers imports torch).
+        self.vocab = create_vocab(self.meta["lang"], spacy.util.get_lang_class(self.meta["lang"]).Defaults)
+        self.tokenizer = Tokenizer(self.vocab).from_disk(path / self.meta["spacy_tokenizer"])
+        # A PosNer only for its set_annotations (Viterbi, confidence), which uses just the model's ops.
+        self.ner = pos_ner_class(code_path)(self.vocab, Model("onnx", lambda model, X, is_train: (X, None)), name="ner")
+        self.ner.cfg["labels"] = list(self.meta["labels"])
+        if self.ner.tag_names != self.meta["ner_tags"]:
+            raise ValueError("the pos_ner code orders the BIO tags differently from the exported model")
+
+    def __call__(self, item: Union[str, Doc]) -> Doc:
+        return next(self.pipe([item]))
+
+    def pipe(self, items: Iterable[Union[str, Doc]], batch_size: int = 32) -> Iterator[Doc]:
+        """Annotate texts or Docs (Docs are annotated in place), in batches."""
+        batch = []
+        for item in items:
+            batch.append(self.tokenizer(item) if isinstance(item, str) else item)
+            if len(batch) == batch_size:
+                yield from self.annotate(batch)
+                batch = []
+        if batch:
+            yield from self.annotate(batch)
+
+    def annotate(self, docs: List[Doc]) -> List[Doc]:
+        tag_ids, _, probs = self.predict(docs)
+        self.set_annotations(docs, tag_ids, probs)
+        return docs
+
+    def set_annotations(self, docs: List[Doc], tag_ids: List[numpy.ndarray], probs: List[numpy.ndarray]) -> None:
+        """Set the tags, then decode the entities with pos_ner's own code."""
+        labels = self.meta["tagger_labels"]
+        for doc, doc_tags in zip(docs, tag_ids):
+            for token, tag_id in zip(doc, doc_tags):
+                token.tag_ = labels[tag_id]
+        self.ner.set_annotations(docs, probs)
+
+    def predict(self, docs: Sequence[Doc]) -> Tuple[List[numpy.ndarray], List[numpy.ndarray], List[numpy.ndarray]]:
+        """Per doc: tag ids, tagger scores and NER probabilities (over meta["ner_tags"])."""
+        lengths = [len(doc) for doc in docs]
+        n_tags, n_ner = len(self.meta["tagger_labels"]), len(self.meta["ner_tags"])
+        if not sum(lengths):
+            outputs = (numpy.zeros((0,), "int64"), numpy.zeros((0, n_tags), "f"), numpy.zeros((0, n_ner), "f"))
+        else:
+            outputs = self.session.run(["tag_ids", "tag_scores", "ner_probs"], self.encode(docs))
+        splits = numpy.cumsum(lengths)[:-1]
+        return tuple(numpy.split(output, splits) for output in outputs)
+
+    def encode(self, docs: Sequence[Doc]) -> Dict[str, numpy.ndarray]:
+        """The graph's inputs: wordpiece windows of all docs and, per token, the
+        indices (into windows × wordpieces) and mean weights of its wordpieces."""
+        spans = [
+            (i, doc[start:end])
+            for i, doc in enumerate(docs)
+            for start, end in strided_windows(len(doc), self.meta["window"], self.meta["stride"])
+        ]
+        encoding = self.hf_tokenizer(
+            [span.text for _, span in spans],
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_offsets_mapping=True,
+            return_tensors="np",
+            padding="longest",
+        )
+        # spacy-transformers drops the wordpieces beyond the model's maximum length.
+        width = min(encoding["input_ids"].shape[1], self.meta["max_length"])
+        first_token = numpy.cumsum([0] + [len(doc) for doc in docs])
+        pieces: List[set] = [set() for _ in range(first_token[-1])]
+        for w, (i, span) in enumerate(spans):
+            # Each token owns its characters and the one after it (as in spacy-transformers' alignment).
+            char_to_token = numpy.full(len(span.text) + 1, -1)
+            for token in span:
+                start = token.idx - span.start_char
+                char_to_token[start : start + len(token) + 1] = first_token[i] + token.i
+            for j, (start, end) in enumerate(encoding["offset_mapping"][w][:width]):
+                for token_i in set(char_to_token[start:end].tolist()) - {-1}:
+                    pieces[token_i].add(w * width + j)
+        n_pieces = max(1, max(len(p) for p in pieces))
+        pool_index = numpy.zeros((len(pieces), n_pieces), dtype="int64")
+        pool_weight = numpy.zeros((len(pieces), n_pieces), dtype="float32")
+        for i, token_pieces in enumerate(pieces):
+            if token_pieces:  # tokens without wordpieces (whitespace) pool to zeros, as in thinc
+                pool_index[i, : len(token_pieces)] = sorted(token_pieces)
+                pool_weight[i, : len(token_pieces)] = 1.0 / len(token_pieces)
+        names = [name for name in self.meta["inputs"] if not name.startswith("pool_")]
+        feed = {name: encoding[name][:, :width].astype("int64") for name in names}
+        return {**feed, "pool_index": pool_index, "pool_weight": pool_weight}
+
+
+def gold_inputs(vocab, gold_docs: List[Doc]) -> List[Doc]:
+    """Untagged Docs of the gold tokens, as scripts/evaluate.py builds them."""
+    return [Doc(vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in gold_docs]
+
+
+def entity_set(docs: List[Doc]) -> set:
+    return {(i, ent.start, ent.end, ent.label_) for i, doc in enumerate(docs) for ent in doc.ents}
+
+
+def micro_f1(gold_docs: List[Doc], docs: List[Doc]) -> float:
+    """seqeval's entity micro F1 (conlleval-style, as scripts/evaluate.py)."""
+    from seqeval.metrics import f1_score
+
+    def bio(doc: Doc) -> List[str]:
+        return biluo_to_iob(doc_to_biluo_tags(doc))
+
+    return float(f1_score([bio(d) for d in gold_docs], [bio(d) for d in docs], zero_division=0))
+
+
+def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> Dict:
+    """Run the PyTorch pipeline `nlp` and the ONNX model(s) in `onnx_dir` on the
+    gold tokens; entity agreement is |same (start, end, label)| / |union|."""
+    start = time.perf_counter()
+    reference = list(nlp.pipe(gold_inputs(nlp.vocab, gold_docs), batch_size=batch_size))
+    seconds = time.perf_counter() - start
+    ner = next(nlp.get_pipe(name) for name in nlp.pipe_names if nlp.get_pipe_meta(name).factory == "pos_ner")
+    ref_probs = [p for i in range(0, len(reference), batch_size) for p in ner.predict(reference[i : i + batch_size])]
+    ref_ents = entity_set(reference)
+    n_words = sum(len(doc) for doc in gold_docs)
+    result = {"n_docs": len(gold_docs), "n_words": n_words, "pytorch": {
+        "entities": len(ref_ents), "f1": micro_f1(gold_docs, reference), "words_per_second": n_words / seconds}}
+    variants = ["fp32"] + (["int8"] if "int8" in json.loads((onnx_dir / META_FILE).read_text())["models"] else [])
+    for variant in variants:
+        onnx_ner = OnnxNer(onnx_dir, quantized=variant == "int8")
+        docs, probs = gold_inputs(nlp.vocab, gold_docs), []
+        start = time.perf_counter()
+        for i in range(0, len(docs), batch_size):
+            tag_ids, _, batch_probs = onnx_ner.predict(docs[i : i + batch_size])
+            onnx_ner.set_annotations(docs[i : i + batch_size], tag_ids, batch_probs)
+            probs.extend(batch_probs)
+        seconds = time.perf_counter() - start
+        ents = entity_set(docs)
+        tag_pairs = [(a.tag_, b.tag_) for ref, doc in zip(reference, docs) for a, b in zip(ref, doc)]
+        f1 = micro_f1(gold_docs, docs)
+        result[variant] = {
+            "entities": len(ents),
+            "entity_agreement": len(ents & ref_ents) / len(ents | ref_ents) if ents | ref_ents else 1.0,
+            "tag_agreement": sum(a == b for a, b in tag_pairs) / len(tag_pairs) if tag_pairs else 1.0,
+            "max_prob_diff": max((float(abs(p - q).max()) for p, q in zip(probs, ref_probs) if len(p)), default=0.0),
+            "f1": f1,
+            "f1_change": f1 - result["pytorch"]["f1"],
+            "words_per_second": n_words / seconds,
+        }
+    return result
+
+
+def format_table(result: Dict) -> str:
+    rows = [("path", "entities", "ent agree", "tag agree", "max |dp|", "F1", "ΔF1", "words/s")]
+    torch_row = result["pytorch"]
+    rows.append(("pytorch", str(torch_row["entities"]), "-", "-", "-", f"{100 * torch_row['f1']:.2f}", "-",
+                 f"{torch_row['words_per_second']:.0f}"))
+    for variant in ("fp32", "int8"):
+        if variant in result:
+            r = result[variant]
+            rows.append((f"onnx {variant}", str(r["entities"]), f"{100 * r['entity_agreement']:.2f}",
+                         f"{100 * r['tag_agreement']:.2f}", f"{r['max_prob_diff']:.1e}", f"{100 * r['f1']:.2f}",
+                         f"{100 * r['f1_change']:+.2f}", f"{r['words_per_second']:.0f}"))
+    return "\n".join("  ".join(cell.rjust(10) for cell in row) for row in rows)
+
+
+@app.command()
+def main(
+    model: str = typer.Argument(..., help="The PyTorch pipeline (directory or package) that was exported"),
+    onnx_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="scripts/export_onnx.py's OUTPUT_DIR"),
+    data_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="DocBin (.spacy) with gold entities"),
+    output_path: Path = typer.Option(..., "--output", "-o", help="Parity JSON to write"),
+    code_path: Optional[Path] = typer.Option(None, "--code", "-c", exists=True, dir_okay=False, help="Custom component code"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N documents"),
+):
+    """Compare the ONNX export in ONNX_DIR with MODEL on DATA_PATH's gold tokens."""
+    if code_path is not None:
+        spacy.util.import_file(code_path.stem, code_path)
+    nlp = spacy.load(model)
+    gold_docs = list(DocBin().from_disk(data_path).get_docs(nlp.vocab))[:limit]
+    result = parity(nlp, onnx_dir, gold_docs, batch_size=batch_size)
+    result.update({"model": model, "onnx_dir": str(onnx_dir), "data": str(data_path)})
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    output_path.write_text(json.dumps(result, indent=2), encoding="utf8")
+    typer.echo(format_table(result))
+
+
+if __name__ == "__main__":
+    app()

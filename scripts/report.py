@@ -1,0 +1,59 @@
+"""The evaluation report's figures: confusion matrices of BIO tags, and
+training curves from the JSONL log spaCy's ConsoleLogger writes (`output_file`)."""
+from pathlib import Path
+from typing import Dict, List
+
+import matplotlib
+import numpy
+import srsly
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import ConfusionMatrixDisplay
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_confusion(confusion: Dict, path: Path) -> None:
+    """Gold (rows) vs predicted (columns) tag counts, all tags on the left, without O on the right."""
+    labels, matrix = confusion["labels"], numpy.array(confusion["matrix"])
+    keep = [i for i, label in enumerate(labels) if label != "O"]
+    panels = [("All tags", labels, matrix), ("Without O", [labels[i] for i in keep], matrix[numpy.ix_(keep, keep)])]
+    size = max(5.0, 0.6 * len(labels) + 2)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size, size))
+    for ax, (title, names, counts) in zip(axes, panels):
+        ConfusionMatrixDisplay(counts, display_labels=names).plot(
+            ax=ax, cmap="Blues", values_format="d", colorbar=False, xticks_rotation=45)
+        ax.set(title=f"{title}: gold vs predicted tag (tokens)", xlabel="predicted tag", ylabel="gold tag")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def read_training_log(path: Path) -> List[Dict]:
+    """The log's records: {"epoch", "step", "losses": {component: loss}, "scores": {name: %}, "score"},
+    one per evaluation; a loss is the sum since the previous evaluation."""
+    return [record for record in srsly.read_jsonl(path) if "step" in record]
+
+
+def plot_training(log_path: Path, path: Path) -> None:
+    """Loss per component and dev entity F1 against the training step."""
+    records = read_training_log(log_path)
+    if not records:
+        raise ValueError(f"{log_path}: no training records")
+    steps = [record["step"] for record in records]
+    n_updates = [max(step - previous, 1) for previous, step in zip([0, *steps], steps)]
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for component in records[0]["losses"]:
+        losses = [record["losses"][component] / n for record, n in zip(records, n_updates)]
+        loss_ax.plot(steps, losses, marker=".", label=component)
+    loss_ax.set(title="Training loss per component", xlabel="step",
+                ylabel="loss per step (mean since previous evaluation)")
+    loss_ax.legend()
+    score_ax.plot(steps, [record["scores"].get("ents_f") for record in records], marker=".", color="tab:green")
+    score_ax.set(title="Dev entity F1", xlabel="step", ylabel="ents_f (%)", ylim=(0, 100))
+    for ax in (loss_ax, score_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

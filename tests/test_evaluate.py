@@ -1,0 +1,154 @@
+"""scripts/evaluate.py with its report (report.md, confusion.png, training.png)."""
+import json
+import subprocess
+import sys
+
+import pytest
+import spacy
+from matplotlib.image import imread
+from spacy.tokens import Doc
+from spacy.vocab import Vocab
+from typer.testing import CliRunner
+
+from conftest import ROOT, make_docs, write_docbin
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import evaluate  # noqa: E402
+import report  # noqa: E402
+
+CODE = str(ROOT / "components" / "pos_ner.py")
+
+
+def run_cli(*args):
+    return CliRunner().invoke(evaluate.app, [str(arg) for arg in args])
+
+
+@pytest.fixture(scope="module")
+def test_docs(tmp_path_factory):
+    docs = make_docs(8, seed=6)
+    return docs, write_docbin(tmp_path_factory.mktemp("test_data") / "test.spacy", docs)
+
+
+@pytest.fixture(scope="module")
+def training_log(tmp_path_factory, tiny_bert, toy_corpus):
+    """The JSONL log of a real 4-step training run (scripts/train.py, evaluating every 2 steps)."""
+    output = tmp_path_factory.mktemp("trained")
+    train, dev = toy_corpus
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), str(ROOT / "configs" / "pos_ner.cfg"),
+         "--output", str(output), "--code", CODE, "--gpu", "-1",
+         "--paths.train", str(train), "--paths.dev", str(dev), "--paths.log", str(output / "log.jsonl"),
+         "--components.transformer.model.name", str(tiny_bert),
+         "--training.max_steps", "4", "--training.eval_frequency", "2"],
+        check=True, capture_output=True,
+    )
+    return output / "log.jsonl"
+
+
+@pytest.fixture(scope="module")
+def ruler_model(tmp_path_factory):
+    """A rule-based pipeline with known mistakes on the toy data: "Paris" is an ORG
+    (wrong type), "New" a LOC (boundary of "New York"), "weather" a PER (spurious);
+    every other entity is missed."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([
+        {"label": "ORG", "pattern": "Paris"},
+        {"label": "LOC", "pattern": "New"},
+        {"label": "PER", "pattern": "weather"},
+    ])
+    path = tmp_path_factory.mktemp("ruler") / "model"
+    nlp.to_disk(path)
+    return path
+
+
+def test_confusion_rows_are_gold_columns_predicted():
+    confusion = evaluate.confusion([["B-PER", "I-PER", "O", "B-LOC"]], [["B-PER", "O", "O", "B-ORG"]])
+    assert confusion["labels"] == ["O", "B-LOC", "B-ORG", "B-PER", "I-PER"]
+    cell = {(g, p): n for g, row in zip(confusion["labels"], confusion["matrix"])
+            for p, n in zip(confusion["labels"], row) if n}
+    assert cell == {("B-PER", "B-PER"): 1, ("I-PER", "O"): 1, ("O", "O"): 1, ("B-LOC", "B-ORG"): 1}
+
+
+def test_entity_errors_by_kind():
+    words = "Anna Berg met Tom Reed in New York at Acme Corp and Lima today .".split()
+    vocab = Vocab()
+    gold = Doc(vocab, words=words, ents=["B-PER", "I-PER", "O", "B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O",
+                                         "B-ORG", "I-ORG", "O", "B-LOC", "O", "O"])
+    pred = Doc(vocab, words=words, ents=["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "O", "B-LOC", "O", "O",
+                                         "O", "B-LOC", "O", "O", "B-MISC", "O"])
+    errors = [(kind, g and g.text, p and p.text) for kind, g, p in evaluate.entity_errors(gold, pred)]
+    assert errors == [
+        ("wrong_type", "Tom Reed", "Tom Reed"),
+        ("boundary", "New York", "New"),
+        ("boundary_and_type", "Acme Corp", "Corp"),
+        ("missed", "Lima", None),
+        ("spurious", None, "today"),
+    ]
+
+
+def test_report_lists_errors_with_examples(ruler_model, test_docs, tmp_path):
+    docs, data = test_docs
+    result = run_cli(ruler_model, data, "--output", tmp_path / "test.json", "--report-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "test.json").read_text())
+    gold_ents = [ent for doc in docs for ent in doc.ents]
+    n_paris = sum(ent.text == "Paris" for ent in gold_ents)
+    n_new_york = sum(ent.text == "New York" for ent in gold_ents)
+    n_weather = sum(token.text == "weather" for doc in docs for token in doc)
+    assert n_paris and n_new_york and n_weather
+    assert metrics["entity_errors"] == {
+        "wrong_type": n_paris, "boundary": n_new_york, "boundary_and_type": 0,
+        "missed": len(gold_ents) - n_paris - n_new_york, "spurious": n_weather,
+    }
+    labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
+    assert matrix[labels.index("B-LOC")][labels.index("B-ORG")] == n_paris
+    assert matrix[labels.index("I-LOC")][labels.index("O")] == n_new_york
+
+    text = (tmp_path / "report.md").read_text()
+    assert f"| wrong type | {n_paris} |" in text and f"| spurious | {n_weather} |" in text
+    assert f"### wrong type: LOC → ORG ({n_paris})" in text
+    assert f"### boundary: LOC → LOC ({n_new_york})" in text
+    assert f"| B-LOC | B-ORG | {n_paris} |" in text
+    assert "'Paris' LOC → 'Paris' ORG" in text
+    assert "  gold: " in text and "[Paris]LOC" in text and "[Paris]ORG" in text
+    assert "[New York]LOC" in text and "[New]LOC York" in text and "[weather]PER" in text
+    assert "![Confusion matrices](confusion.png)" in text and "training.png" not in text
+    assert (tmp_path / "confusion.png").exists() and not (tmp_path / "training.png").exists()
+
+
+def test_report_folder_for_a_trained_pipeline(tiny_pipeline_dir, test_docs, training_log, tmp_path):
+    docs, data = test_docs
+    folder = tmp_path / "metrics"
+    result = run_cli(tiny_pipeline_dir, data, "--output", folder / "test.json", "--code", CODE,
+                     "--report-dir", folder, "--training-log", training_log)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["confusion.png", "report.md", "test.json", "training.png"]
+    metrics = json.loads((folder / "test.json").read_text())
+    assert metrics["n_docs"] == len(docs) and metrics["tag_acc"] is not None and metrics["words_per_second"] > 0
+    labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
+    assert labels[0] == "O" and {"B-PER", "I-PER", "B-LOC", "B-ORG"} <= set(labels)
+    assert len(matrix) == len(labels) and all(len(row) == len(labels) for row in matrix)
+    assert sum(map(sum, matrix)) == metrics["n_words"]
+    # Gold entities without an error are exactly seqeval's true positives.
+    micro = metrics["entities"]["micro"]
+    errors = metrics["entity_errors"]
+    n_exact = micro["support"] - sum(errors[k] for k in ("wrong_type", "boundary", "boundary_and_type", "missed"))
+    assert n_exact == round(micro["recall"] * micro["support"])
+    assert "![Training curves](training.png)" in (folder / "report.md").read_text()
+    for name in ("confusion.png", "training.png"):
+        height, width, _ = imread(folder / name).shape
+        assert width > 1.5 * height > 500, name  # two panels side by side
+
+
+def test_training_log_records(training_log):
+    records = report.read_training_log(training_log)
+    assert [record["step"] for record in records] == [0, 2, 4]
+    assert all(set(record["losses"]) == {"transformer", "tagger", "ner"} for record in records)
+    assert all(0 <= record["scores"]["ents_f"] <= 100 for record in records)
+
+
+def test_training_log_needs_a_report_dir(ruler_model, test_docs, training_log, tmp_path):
+    result = run_cli(ruler_model, test_docs[1], "--output", tmp_path / "test.json", "--training-log", training_log)
+    assert result.exit_code != 0 and "--report-dir" in result.output
+    assert not (tmp_path / "test.json").exists()

@@ -1,0 +1,141 @@
+"""ONNX export of the tiny pipeline: parity with PyTorch, batches, long docs, int8, no torch."""
+import json
+import random
+import subprocess
+import sys
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy_transformers.span_getters import get_strided_spans
+from typer.testing import CliRunner
+
+from conftest import ROOT, build_nlp, make_doc, make_docs, write_docbin
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import export_onnx  # noqa: E402
+import onnx_pipeline  # noqa: E402
+from onnx_pipeline import OnnxNer, strided_windows  # noqa: E402
+
+TEXTS = [
+    "Anna Berg lives in Paris .",
+    "",
+    "Globex opened an office in Lima .",
+    "  odd   spacing\n\nTom Reed met Mia Cole .",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tiny_pipeline_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("onnx") / "model"
+    result = CliRunner().invoke(export_onnx.app, [str(tiny_pipeline_dir), str(output), "--quantize"])
+    assert result.exit_code == 0, result.output
+    return output
+
+
+@pytest.fixture(scope="module")
+def nlp(tiny_pipeline_dir):
+    return spacy.load(tiny_pipeline_dir)
+
+
+@pytest.fixture(scope="module")
+def onnx_ner(onnx_dir):
+    return OnnxNer(onnx_dir)
+
+
+def untagged(doc: Doc) -> Doc:
+    return Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+
+
+def entities(doc: Doc):
+    return [(ent.start, ent.end, ent.label_) for ent in doc.ents]
+
+
+def test_export_writes_model_and_meta(onnx_dir, nlp):
+    meta = json.loads((onnx_dir / "onnx_meta.json").read_text())
+    assert meta["labels"] == list(nlp.get_pipe("ner").labels)
+    assert meta["ner_tags"] == nlp.get_pipe("ner").tag_names
+    assert meta["tagger_labels"] == list(nlp.get_pipe("tagger").labels)
+    assert (meta["window"], meta["stride"], meta["features"]) == (128, 96, ["TAG"])
+    assert all((onnx_dir / name).is_file() for name in meta["models"].values())
+    assert set(meta["models"]) == {"fp32", "int8"}
+
+
+@pytest.mark.parametrize("n_tokens", [0, 1, 95, 96, 127, 128, 129, 224, 225, 300, 500])
+def test_strided_windows_match_spacy_transformers(n_tokens):
+    doc = Doc(spacy.blank("en").vocab, words=["w"] * n_tokens)
+    expected = [(span.start, span.end) for span in get_strided_spans([doc], 128, 96)[0]]
+    assert strided_windows(n_tokens, 128, 96) == expected
+
+
+def test_batch_of_mixed_lengths_matches_pytorch(onnx_ner, nlp):
+    long_doc = make_doc(nlp.vocab, random.Random(4), n_sents=40)
+    gold = [*make_docs(5, seed=21, vocab=nlp.vocab), long_doc, Doc(nlp.vocab, words=[])]
+    reference = list(nlp.pipe([untagged(doc) for doc in gold]))
+    ref_probs = nlp.get_pipe("ner").predict(reference)
+    docs = [untagged(doc) for doc in gold]
+    tag_ids, _, probs = onnx_ner.predict(docs)
+    assert len({len(doc) for doc in docs}) > 3
+    encoded = onnx_ner.encode([docs[5]])
+    assert encoded["input_ids"].shape[0] >= 2 and encoded["attention_mask"].sum() > 128
+    labels = onnx_ner.meta["tagger_labels"]
+    for ref, ref_p, ids, p in zip(reference, ref_probs, tag_ids, probs):
+        assert [labels[i] for i in ids] == [token.tag_ for token in ref]
+        assert p.shape == ref_p.shape
+        numpy.testing.assert_allclose(p, ref_p, atol=1e-4)
+    numpy.testing.assert_allclose(onnx_ner.predict([docs[5]])[2][0], probs[5], atol=1e-5)
+    onnx_ner.set_annotations(docs, tag_ids, probs)
+    assert sum(len(doc.ents) for doc in reference) > 0
+    for ref, doc in zip(reference, docs):
+        assert entities(doc) == entities(ref)
+        for ent, ref_ent in zip(doc.ents, ref.ents):
+            assert ent._.confidence == pytest.approx(ref_ent._.confidence, abs=1e-4)
+
+
+def test_texts_match_pytorch(onnx_ner, nlp):
+    for doc, ref in zip(onnx_ner.pipe(TEXTS, batch_size=3), nlp.pipe(TEXTS)):
+        assert [(t.text, t.tag_) for t in doc] == [(t.text, t.tag_) for t in ref]
+        assert entities(doc) == entities(ref)
+        assert all(0.0 <= ent._.confidence <= 1.0 for ent in doc.ents)
+    assert onnx_ner(TEXTS[0]).ents
+
+
+def test_parity_cli_fp32_and_int8(onnx_dir, tiny_pipeline_dir, nlp, tmp_path):
+    docs = [*make_docs(20, seed=9, vocab=nlp.vocab), make_doc(nlp.vocab, random.Random(5), n_sents=40)]
+    data = write_docbin(tmp_path / "dev.spacy", docs)
+    output = tmp_path / "parity.json"
+    result = CliRunner().invoke(onnx_pipeline.app, [str(tiny_pipeline_dir), str(onnx_dir), str(data), "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "onnx fp32" in result.output and "onnx int8" in result.output
+    parity = json.loads(output.read_text())
+    assert parity["n_docs"] == 21 and parity["pytorch"]["entities"] > 0
+    fp32, int8 = parity["fp32"], parity["int8"]
+    assert fp32["entity_agreement"] >= 0.995 and fp32["tag_agreement"] >= 0.995
+    assert fp32["max_prob_diff"] < 1e-4 and abs(fp32["f1_change"]) < 1e-9
+    assert 0.0 < int8["max_prob_diff"] < 0.05 and 0.0 <= int8["f1"] <= 1.0
+
+
+def test_onnx_path_runs_without_torch(onnx_dir, onnx_ner):
+    script = f"""
+import json, sys
+sys.modules["torch"] = None
+sys.modules["spacy_transformers"] = None
+sys.path.insert(0, {str(ROOT / "scripts")!r})
+from onnx_pipeline import OnnxNer
+docs = OnnxNer({str(onnx_dir)!r}, quantized=True).pipe({TEXTS!r})
+print(json.dumps([[[e.start, e.end, e.label_] for e in doc.ents] for doc in docs]))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    fp32 = [[list(ent) for ent in entities(doc)] for doc in onnx_ner.pipe(TEXTS)]
+    int8 = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(int8) == len(TEXTS) and any(int8)
+    assert sum(ent in doc for doc, ref in zip(int8, fp32) for ent in ref) >= 0.5 * sum(map(len, fp32))
+
+
+def test_rejects_open_vocabulary_features(tiny_bert):
+    nlp = build_nlp(tiny_bert, features=["TAG", "SHAPE"])
+    with pytest.raises(ValueError, match="open-vocabulary"):
+        export_onnx.check_config(nlp, export_onnx.find_pipes(nlp))
