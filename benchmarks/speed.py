@@ -1,0 +1,381 @@
+"""Speed benchmark: the PyTorch spaCy pipeline vs its ONNX export (fp32, int8)
+vs a Hugging Face token-classification pipeline on the same encoder, on one
+machine, on the documents of a DocBin (plain texts of their gold tokens).
+
+Per system (each in its own subprocess, so peak RSS is per system and the
+systems don't share caches or thread pools):
+- throughput: words/s over all documents (median, min and max of --repeats runs,
+  after a warm-up), with `pipe(..., batch_size)`;
+- latency: one call per sentence for a sample of the documents' sentences
+  (after a warm-up), p50/p90/mean in milliseconds;
+- peak memory: the child's ru_maxrss (MiB), i.e. model loading included.
+
+The HF baseline is a BertForTokenClassification built from the pipeline's
+fine-tuned encoder with a classifier made of the pos_ner softmax's weights for
+the transformer part of its input. The POS-embedding part of that input cannot
+be represented, and the tagger is not run, so the baseline measures speed only,
+not accuracy (and it does less work than the spaCy/ONNX paths).
+
+--random-bert-base adds the same measurement on a randomly initialised
+bert-base-shaped encoder (12 layers, 768 wide, 12 heads, 3072 intermediate,
+the pipeline's own wordpiece vocab): a spaCy pipeline is built from
+configs/pos_ner.cfg, initialised on a few documents, saved and exported to ONNX
+in a temporary folder. Speed only; its predictions are meaningless.
+
+The output JSON holds counts and timings only, no text.
+"""
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE = ROOT / "components" / "pos_ner.py"
+SYSTEMS = ["spacy-torch", "onnx-fp32", "onnx-int8", "hf-pipeline"]
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_texts(data_path: Path, limit_docs: Optional[int], n_sentences: int, seed: int = 0):
+    """(document texts, their word counts, sampled sentence texts), gold tokens joined by spaces."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    docs = list(DocBin().from_disk(data_path).get_docs(Vocab()))
+    if limit_docs:
+        docs = docs[:limit_docs]
+    texts = [" ".join(t.text for t in doc) for doc in docs]
+    n_words = [len(doc) for doc in docs]
+    sents = []
+    for doc in docs:
+        if doc.has_annotation("SENT_START"):
+            sents.extend(" ".join(t.text for t in s) for s in doc.sents)
+        else:
+            sents.append(" ".join(t.text for t in doc))
+    sents = [s for s in sents if s.strip()]
+    rng = random.Random(seed)
+    if len(sents) > n_sentences:
+        sents = rng.sample(sents, n_sentences)
+    return texts, n_words, sents
+
+
+# ---------------------------------------------------------------- systems
+
+
+def make_runner(system: str, args):
+    """(pipe(texts) -> consumes all results, call(text)) for one system."""
+    threads = args.threads or os.cpu_count()
+    if system == "spacy-torch":
+        import spacy
+        import torch
+
+        torch.set_num_threads(threads)
+        spacy.util.import_file("pos_ner", str(CODE))
+        nlp = spacy.load(args.model)
+
+        def pipe(texts):
+            for _ in nlp.pipe(texts, batch_size=args.batch_size):
+                pass
+
+        return pipe, nlp
+    if system in ("onnx-fp32", "onnx-int8"):
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from onnx_pipeline import OnnxNer
+
+        ner = OnnxNer(args.onnx_dir, quantized=system == "onnx-int8", code_path=CODE, threads=threads)
+
+        def pipe(texts):
+            for _ in ner.pipe(texts, batch_size=args.batch_size):
+                pass
+
+        return pipe, ner
+    if system == "hf-pipeline":
+        import torch
+        from transformers import pipeline
+
+        torch.set_num_threads(threads)
+        hf = pipeline("token-classification", model=args.hf_dir, aggregation_strategy="simple", device="cpu",
+                      stride=args.hf_stride)
+
+        def pipe(texts):
+            for _ in hf(texts, batch_size=args.batch_size):
+                pass
+
+        return pipe, hf
+    raise ValueError(f"unknown system {system!r}")
+
+
+def measure(system: str, args) -> Dict:
+    """Run in the child process: throughput, latency and peak RSS of one system."""
+    texts, n_words, sents = load_texts(Path(args.data), args.limit_docs, args.n_sentences)
+    start = time.perf_counter()
+    pipe, call = make_runner(system, args)
+    load_s = time.perf_counter() - start
+    pipe(texts[: max(1, min(len(texts), 4))])  # warm-up
+    total_words = sum(n_words)
+    runs = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        pipe(texts)
+        runs.append(total_words / (time.perf_counter() - start))
+    for sent in sents[:10]:  # warm-up
+        call(sent)
+    latencies = []
+    for sent in sents:
+        start = time.perf_counter()
+        call(sent)
+        latencies.append(1000 * (time.perf_counter() - start))
+    latencies.sort()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    hwm_kib = vm_hwm_kib()
+    return {
+        "system": system,
+        "n_docs": len(texts),
+        "n_words": total_words,
+        "n_sentences": len(sents),
+        "threads": args.threads or os.cpu_count(),
+        "batch_size": args.batch_size,
+        "load_seconds": load_s,
+        "words_per_second": statistics.median(runs),
+        "words_per_second_min": min(runs),
+        "words_per_second_max": max(runs),
+        "words_per_second_runs": runs,
+        "latency_ms_p50": statistics.median(latencies),
+        "latency_ms_p90": latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))],
+        "latency_ms_mean": statistics.fmean(latencies),
+        # VmHWM: this process image's peak RSS; ru_maxrss also counts what the
+        # parent held when it forked, so it is only a fallback.
+        "peak_rss_mib": (hwm_kib or peak_kib) / 1024,
+        "ru_maxrss_mib": peak_kib / 1024,
+    }
+
+
+def vm_hwm_kib() -> Optional[int]:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def in_subprocess(func, *args):
+    """Run func(*args) in a spawned process (model building stays out of the parent's memory)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(func, args)
+
+
+# ---------------------------------------------------------------- HF baseline
+
+
+def build_hf_model(model: str, output_dir: Path) -> Path:
+    """A token-classification model from the spaCy pipeline's fine-tuned encoder,
+    with the pos_ner softmax's weights for the transformer part of its input."""
+    import spacy
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    spacy.util.import_file("pos_ner", str(CODE))
+    nlp = spacy.load(model)
+    by_factory = {nlp.get_pipe_meta(name).factory: name for name in nlp.pipe_names}
+    trf, ner = nlp.get_pipe(by_factory["transformer"]), nlp.get_pipe(by_factory["pos_ner"])
+    # As scripts/export_onnx.py: the spacy-transformers model's HF model and tokenizer
+    # (trf.model.transformer is the PyTorchShim's _model).
+    encoder, tokenizer = trf.model.transformer.cpu().eval(), trf.model.tokenizer
+    tags = list(ner.tag_names)
+    config = encoder.config.__class__(**encoder.config.to_dict())
+    config.num_labels = len(tags)
+    config.id2label = dict(enumerate(tags))
+    config.label2id = {tag: i for i, tag in enumerate(tags)}
+    hf_model = AutoModelForTokenClassification.from_config(config).eval()
+    missing, unexpected = hf_model.base_model.load_state_dict(encoder.state_dict(), strict=False)
+    if missing:
+        raise ValueError(f"encoder weights missing in the token-classification model: {missing}")
+    layer = ner.model.get_ref("output_layer")
+    W = layer.ops.to_numpy(layer.get_param("W"))
+    b = layer.ops.to_numpy(layer.get_param("b"))
+    width = config.hidden_size
+    with torch.no_grad():
+        hf_model.classifier.weight.copy_(torch.from_numpy(W[:, :width].copy()))
+        hf_model.classifier.bias.copy_(torch.from_numpy(b.copy()))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    hf_model.save_pretrained(str(output_dir))
+    if not tokenizer.model_max_length or tokenizer.model_max_length > 10**6:
+        tokenizer.model_max_length = config.max_position_embeddings
+    tokenizer.save_pretrained(str(output_dir))
+    return output_dir
+
+
+# ---------------------------------------------------------------- random bert-base
+
+
+def build_random_bert_base(vocab_source: str, data_path: Path, workdir: Path, n_init_docs: int = 20):
+    """(spaCy pipeline dir, ONNX dir) for a random bert-base-shaped encoder."""
+    import spacy
+    import torch
+    from spacy.tokens import DocBin
+    from spacy.training import Example
+    from spacy.util import load_config, load_model_from_config
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    spacy.util.import_file("pos_ner", str(CODE))
+    bert_dir = workdir / "bert-base-random"
+    tokenizer = AutoTokenizer.from_pretrained(vocab_source)
+    tokenizer.model_max_length = 512
+    tokenizer.save_pretrained(str(bert_dir))
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                        intermediate_size=3072, max_position_embeddings=512)
+    BertModel(config).save_pretrained(str(bert_dir))
+    cfg = load_config(ROOT / "configs" / "pos_ner.cfg", interpolate=True)
+    cfg["components"]["transformer"]["model"]["name"] = str(bert_dir)
+    nlp = load_model_from_config(cfg, auto_fill=True, validate=True)
+    gold = list(DocBin().from_disk(data_path).get_docs(nlp.vocab))[:n_init_docs]
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in gold]
+    nlp.initialize(lambda: examples)
+    pipeline_dir = workdir / "pipeline"
+    nlp.to_disk(pipeline_dir)
+    del nlp
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from export_onnx import export
+
+    onnx_dir = workdir / "onnx"
+    export(str(pipeline_dir), onnx_dir, quantize=True)
+    return pipeline_dir, onnx_dir
+
+
+# ---------------------------------------------------------------- driver
+
+
+def run_child(system: str, args, model: str, onnx_dir: str, hf_dir: str, limit_docs: Optional[int]) -> Dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--system", system, "--model", model,
+               "--onnx-dir", onnx_dir, "--hf-dir", hf_dir, "--data", args.data, "--repeats", str(args.repeats),
+               "--batch-size", str(args.batch_size), "--n-sentences", str(args.n_sentences),
+               "--threads", str(args.threads or 0), "--hf-stride", str(args.hf_stride), "--child-output", str(out)]
+        if limit_docs:
+            cmd += ["--limit-docs", str(limit_docs)]
+        subprocess.run(cmd, check=True)
+        return json.loads(out.read_text())
+
+
+def run_suite(args, model: str, onnx_dir: str, limit_docs: Optional[int], tmp: Path) -> Dict:
+    hf_dir = tmp / "hf_model"
+    if "hf-pipeline" in args.systems:
+        in_subprocess(build_hf_model, model, hf_dir)
+    results = {}
+    for system in args.systems:
+        print(f"[speed] {system} ...", file=sys.stderr, flush=True)
+        results[system] = run_child(system, args, model, onnx_dir, str(hf_dir), limit_docs)
+    return results
+
+
+def display_path(path) -> str:
+    """`path` relative to the repository when it is inside it (the JSON is committed)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def format_table(title: str, results: Dict) -> str:
+    rows = [("system", "words/s", "min", "max", "p50 ms", "p90 ms", "peak MiB")]
+    for name, r in results.items():
+        rows.append((name, f"{r['words_per_second']:.0f}", f"{r['words_per_second_min']:.0f}",
+                     f"{r['words_per_second_max']:.0f}", f"{r['latency_ms_p50']:.1f}", f"{r['latency_ms_p90']:.1f}",
+                     f"{r['peak_rss_mib']:.0f}"))
+    first = next(iter(results.values()))
+    head = (f"{title}: {first['n_docs']} docs, {first['n_words']} words, {first['n_sentences']} sentences, "
+            f"threads={first['threads']}, batch_size={first['batch_size']}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [head] + ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                      for row in rows]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default=str(ROOT / "training" / "pos_ner" / "model-best"))
+    p.add_argument("--onnx-dir", default=str(ROOT / "training" / "pos_ner" / "onnx"))
+    p.add_argument("--data", default=str(ROOT / "corpus" / "dev.spacy"))
+    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
+    p.add_argument("--limit-docs", type=int, default=None, help="use only the first N documents")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--n-sentences", type=int, default=200, help="sentences sampled for the latency test")
+    p.add_argument("--threads", type=int, default=0, help="torch / onnxruntime intra-op threads (0: all cores)")
+    p.add_argument("--hf-stride", type=int, default=32, help="HF pipeline chunk overlap for long documents")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
+    p.add_argument("--random-bert-base", action="store_true", help="also benchmark a random bert-base-shaped encoder")
+    p.add_argument("--bert-base-limit-docs", type=int, default=None, help="documents for the bert-base part "
+                   "(default: --limit-docs)")
+    p.add_argument("--bert-base-init-docs", type=int, default=20, help="documents to initialise the labels from")
+    p.add_argument("--bert-base-only", action="store_true", help="skip the main model (with --random-bert-base)")
+    # internal: run one system in this process
+    p.add_argument("--system", choices=SYSTEMS, help=argparse.SUPPRESS)
+    p.add_argument("--hf-dir", help=argparse.SUPPRESS)
+    p.add_argument("--child-output", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.systems = [s for s in args.systems.split(",") if s]
+    unknown = set(args.systems) - set(SYSTEMS)
+    if unknown:
+        p.error(f"unknown systems: {sorted(unknown)}")
+    return args
+
+
+def main(argv=None) -> Dict:
+    args = parse_args(argv)
+    if args.system:  # child
+        result = measure(args.system, args)
+        Path(args.child_output).write_text(json.dumps(result), encoding="utf8")
+        return result
+    wall = time.perf_counter()
+    output = Path(args.output)
+    report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "data": display_path(args.data),
+              "argv": sys.argv[1:] if argv is None else list(argv), "repeats": args.repeats,
+              "note": "speed only for hf-pipeline (no tagger, no POS features) and for random_bert_base"}
+    tables = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not args.bert_base_only:
+            res = run_suite(args, args.model, args.onnx_dir, args.limit_docs, tmp / "main")
+            report["model"] = {"model": display_path(args.model), "onnx_dir": display_path(args.onnx_dir), "results": res}
+            tables.append(format_table(f"model {display_path(args.model)}", res))
+            print(tables[-1], flush=True)
+        if args.random_bert_base:
+            print("[speed] building the random bert-base pipeline and its ONNX export ...", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            pipeline_dir, onnx_dir = in_subprocess(
+                build_random_bert_base,
+                str(Path(args.onnx_dir) / "hf_tokenizer"), Path(args.data), tmp / "bert_base", args.bert_base_init_docs,
+            )
+            build_s = time.perf_counter() - start
+            limit = args.bert_base_limit_docs or args.limit_docs
+            res = run_suite(args, str(pipeline_dir), str(onnx_dir), limit, tmp / "bert_base_run")
+            report["random_bert_base"] = {"encoder": "random BertModel 12x768, 12 heads, 3072 intermediate",
+                                          "build_seconds": build_s, "results": res}
+            tables.append(format_table("random bert-base", res))
+            print(tables[-1], flush=True)
+    report["wall_seconds"] = time.perf_counter() - wall
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2), encoding="utf8")
+    print(f"wrote {output} ({report['wall_seconds']:.0f} s)")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""benchmarks/speed.py end to end on the tiny pipeline, a synthetic DocBin and
+an ONNX export made here: every system reports positive speed, latency and memory."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, make_docs, write_docbin
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
+    from export_onnx import export
+
+    onnx_dir = tmp_path / "onnx"
+    export(str(tiny_pipeline_dir), onnx_dir, quantize=True)
+    data = write_docbin(tmp_path / "dev.spacy", make_docs(6, seed=5))
+    output = tmp_path / "speed.json"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "speed.py"),
+        "--model", str(tiny_pipeline_dir), "--onnx-dir", str(onnx_dir), "--data", str(data),
+        "--output", str(output), "--limit-docs", "4", "--repeats", "1", "--n-sentences", "5", "--threads", "1",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(output.read_text())
+    results = report["model"]["results"]
+    assert set(results) == {"spacy-torch", "onnx-fp32", "onnx-int8", "hf-pipeline"}
+    for name, r in results.items():
+        assert r["n_docs"] == 4 and r["n_words"] > 0, name
+        assert r["words_per_second"] > 0 and r["words_per_second_min"] <= r["words_per_second_max"], name
+        assert r["latency_ms_p50"] > 0, name
+        assert r["peak_rss_mib"] > 0, name
+    assert "spacy-torch" in proc.stdout and "words/s" in proc.stdout
