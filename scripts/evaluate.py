@@ -34,6 +34,11 @@ def bio_tags(doc: Doc) -> List[str]:
     return biluo_to_iob(doc_to_biluo_tags(doc))
 
 
+def gold_token_docs(vocab, gold_docs: List[Doc]) -> List[Doc]:
+    """Unannotated Docs with exactly the gold tokens, for prediction."""
+    return [Doc(vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in gold_docs]
+
+
 def entity_scores(gold: List[List[str]], pred: List[List[str]], strict: bool) -> Dict:
     """seqeval's report: per type plus micro/macro/weighted averages."""
     extra = {"mode": "strict", "scheme": IOB2} if strict else {}
@@ -85,9 +90,8 @@ def entity_errors(gold: Doc, pred: Doc) -> List[EntityError]:
 
 def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Tuple[Dict, List[Doc]]:
     """The metrics, and the predicted docs (aligned with `gold_docs`)."""
-    inputs = [Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in gold_docs]
     start = time.perf_counter()
-    predicted = list(nlp.pipe(inputs, batch_size=batch_size))
+    predicted = list(nlp.pipe(gold_token_docs(nlp.vocab, gold_docs), batch_size=batch_size))
     seconds = time.perf_counter() - start
     gold_tags = [bio_tags(doc) for doc in gold_docs]
     pred_tags = [bio_tags(doc) for doc in predicted]

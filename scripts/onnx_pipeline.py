@@ -22,7 +22,6 @@ import typer
 from spacy.language import Language
 from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc, DocBin
-from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 from spacy.util import registry
 from spacy.vocab import create_vocab
 from thinc.api import Model
@@ -165,41 +164,32 @@ class OnnxNer:
         return {**feed, "pool_index": pool_index, "pool_weight": pool_weight}
 
 
-def gold_inputs(vocab, gold_docs: List[Doc]) -> List[Doc]:
-    """Untagged Docs of the gold tokens, as scripts/evaluate.py builds them."""
-    return [Doc(vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in gold_docs]
-
-
 def entity_set(docs: List[Doc]) -> set:
     return {(i, ent.start, ent.end, ent.label_) for i, doc in enumerate(docs) for ent in doc.ents}
-
-
-def micro_f1(gold_docs: List[Doc], docs: List[Doc]) -> float:
-    """seqeval's entity micro F1 (conlleval-style, as scripts/evaluate.py)."""
-    from seqeval.metrics import f1_score
-
-    def bio(doc: Doc) -> List[str]:
-        return biluo_to_iob(doc_to_biluo_tags(doc))
-
-    return float(f1_score([bio(d) for d in gold_docs], [bio(d) for d in docs], zero_division=0))
 
 
 def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> Dict:
     """Run the PyTorch pipeline `nlp` and the ONNX model(s) in `onnx_dir` on the
     gold tokens; entity agreement is |same (start, end, label)| / |union|."""
+    from evaluate import bio_tags, gold_token_docs  # the same inputs and scoring as evaluate.py
+    from seqeval.metrics import f1_score
+
+    def micro_f1(docs: List[Doc]) -> float:
+        return float(f1_score([bio_tags(d) for d in gold_docs], [bio_tags(d) for d in docs], zero_division=0))
+
     start = time.perf_counter()
-    reference = list(nlp.pipe(gold_inputs(nlp.vocab, gold_docs), batch_size=batch_size))
+    reference = list(nlp.pipe(gold_token_docs(nlp.vocab, gold_docs), batch_size=batch_size))
     seconds = time.perf_counter() - start
     ner = next(nlp.get_pipe(name) for name in nlp.pipe_names if nlp.get_pipe_meta(name).factory == "pos_ner")
     ref_probs = [p for i in range(0, len(reference), batch_size) for p in ner.predict(reference[i : i + batch_size])]
     ref_ents = entity_set(reference)
     n_words = sum(len(doc) for doc in gold_docs)
     result = {"n_docs": len(gold_docs), "n_words": n_words, "pytorch": {
-        "entities": len(ref_ents), "f1": micro_f1(gold_docs, reference), "words_per_second": n_words / seconds}}
+        "entities": len(ref_ents), "f1": micro_f1(reference), "words_per_second": n_words / seconds}}
     variants = ["fp32"] + (["int8"] if "int8" in json.loads((onnx_dir / META_FILE).read_text())["models"] else [])
     for variant in variants:
         onnx_ner = OnnxNer(onnx_dir, quantized=variant == "int8")
-        docs, probs = gold_inputs(nlp.vocab, gold_docs), []
+        docs, probs = gold_token_docs(nlp.vocab, gold_docs), []
         start = time.perf_counter()
         for i in range(0, len(docs), batch_size):
             tag_ids, _, batch_probs = onnx_ner.predict(docs[i : i + batch_size])
@@ -208,7 +198,7 @@ def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> D
         seconds = time.perf_counter() - start
         ents = entity_set(docs)
         tag_pairs = [(a.tag_, b.tag_) for ref, doc in zip(reference, docs) for a, b in zip(ref, doc)]
-        f1 = micro_f1(gold_docs, docs)
+        f1 = micro_f1(docs)
         result[variant] = {
             "entities": len(ents),
             "entity_agreement": len(ents & ref_ents) / len(ents | ref_ents) if ents | ref_ents else 1.0,
