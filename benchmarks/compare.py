@@ -1,0 +1,274 @@
+"""Train and score the systems of configs/compare.yml on the same encoder, data,
+number of epochs and seeds, and print one table (project workflow `compare`).
+
+Each run trains for the epoch budget (spaCy systems through scripts/train.py with
+config overrides, the Hugging Face baseline through its own script), then is
+scored by scripts/evaluate.py's seqeval code on the gold tokens of dev and test.
+A run whose result file exists is not re-run, so an interrupted comparison resumes.
+Writes one JSON per run, benchmarks/results/compare.json and compare.md.
+"""
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import spacy
+import srsly
+import typer
+from spacy.tokens import DocBin
+from spacy.util import load_config, registry
+
+ROOT = Path(__file__).resolve().parent.parent
+TYPES = ("LOC", "MISC", "ORG", "PER")
+
+app = typer.Typer(add_completion=False)
+
+
+def load_definition(path: Path) -> Dict:
+    definition = srsly.read_yaml(path)
+    for key in ("epochs", "seeds", "systems"):
+        if key not in definition:
+            raise typer.BadParameter(f"{path}: missing '{key}'")
+    for name, system in definition["systems"].items():
+        if ("config" in system) == ("script" in system):
+            raise typer.BadParameter(f"{path}: system '{name}' needs exactly one of 'config' or 'script'")
+    return definition
+
+
+def runs(definition: Dict, only: Optional[List[str]], seeds: Optional[List[int]] = None) -> List[Dict]:
+    """The (system, seed) pairs to run, seed-major so each system gets a first result early."""
+    names = list(definition["systems"])
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise typer.BadParameter(f"unknown systems {unknown}; known: {names}", param_hint="--only")
+    selected = [n for n in names if not only or n in only]
+    return [
+        {"system": name, "seed": seed}
+        for i, seed in enumerate(definition["seeds"])
+        for name in selected
+        if (i == 0 or definition["systems"][name].get("all_seeds")) and (not seeds or seed in seeds)
+    ]
+
+
+def corpus_words(path: Path) -> int:
+    return sum(len(doc) for doc in DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
+
+
+def steps_per_epoch(config_path: Path, train_path: Path) -> int:
+    """How many batches the config's batcher makes of the training corpus."""
+    batcher = registry.resolve({"batcher": load_config(config_path)["training"]["batcher"]})["batcher"]
+    docs = DocBin().from_disk(train_path).get_docs(spacy.blank("en").vocab)
+    return sum(1 for _ in batcher(docs))
+
+
+def run_command(command: List[str], log_path: Path) -> float:
+    """Run `command` with its output in `log_path`; the wall seconds it took."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log_path.open("w", encoding="utf8") as log:
+        result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {result.returncode}); see {log_path}")
+    return time.perf_counter() - start
+
+
+def train_spacy(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict,
+                transformer: str, gpu: str, out: Path) -> float:
+    config = ROOT / system["config"]
+    steps = steps_per_epoch(config, corpus["train"]) * definition["epochs"]
+    overrides = {
+        "paths.train": str(corpus["train"]),
+        "paths.dev": str(corpus["dev"]),
+        "paths.log": str(out / "log.jsonl"),
+        "components.transformer.model.name": transformer,
+        "system.seed": seed,
+        "training.max_epochs": definition["epochs"],
+        "training.max_steps": 0,
+        # The runs are scored after training; spaCy's own evaluation (at step 0
+        # and never again) only has to run, so it gets one dev document.
+        "training.eval_frequency": steps + 1,
+        "corpora.dev.limit": 1,
+        "training.optimizer.learn_rate.total_steps": steps,
+        "training.optimizer.learn_rate.warmup_steps": round(steps * definition.get("warmup_share", 0.1)),
+        **system.get("overrides", {}),
+    }
+    (out / "log.jsonl").unlink(missing_ok=True)
+    command = [sys.executable, "scripts/train.py", str(config), "--output", str(out),
+               "--code", "components/pos_ner.py", "--gpu", gpu]
+    for key, value in overrides.items():
+        command += [f"--{key}", json.dumps(value)]
+    return run_command(command, out / "train.log")
+
+
+def train_script(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict,
+                 transformer: str, gpu: str, out: Path) -> float:
+    command = [sys.executable, system["script"], "train", transformer, str(corpus["train"]), str(out / "model"),
+               "--epochs", str(definition["epochs"]), "--seed", str(seed),
+               "--warmup-share", str(definition.get("warmup_share", 0.1)), "--gpu", gpu]
+    for key, value in system.get("args", {}).items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    return run_command(command, out / "train.log")
+
+
+def score(system: Dict, out: Path, data: Path, metrics_path: Path) -> Dict:
+    if "script" in system:
+        command = [sys.executable, system["script"], "evaluate", str(out / "model"), str(data),
+                   "--output", str(metrics_path)]
+    else:
+        command = [sys.executable, "scripts/evaluate.py", str(out / "model-last"), str(data),
+                   "--output", str(metrics_path), "--code", "components/pos_ner.py"]
+    run_command(command, metrics_path.with_suffix(".log"))
+    return json.loads(metrics_path.read_text(encoding="utf8"))
+
+
+def summary(metrics: Dict) -> Dict:
+    entities = metrics["entities"]
+    return {
+        "f1": entities["micro"]["f1-score"],
+        "per_type": {t: entities["per_type"][t]["f1-score"] for t in TYPES if t in entities["per_type"]},
+        "words_per_second": metrics["words_per_second"],
+    }
+
+
+def run_one(run: Dict, definition: Dict, corpora: Dict[str, Dict[str, Path]], transformer: str,
+            gpu: str, workdir: Path) -> Dict:
+    system = definition["systems"][run["system"]]
+    name = f"{run['system']}-seed{run['seed']}"
+    out = workdir / name
+    result_path = out / "result.json"
+    if result_path.exists():
+        typer.echo(f"{name}: done before, kept ({result_path})")
+        return json.loads(result_path.read_text(encoding="utf8"))
+    corpus = corpora[system.get("corpus", "documents")]
+    typer.echo(f"{name}: training ...")
+    train = train_script if "script" in system else train_spacy
+    seconds = train(system, run["seed"], corpus, definition, transformer, gpu, out)
+    train_words = corpus_words(corpus["train"]) * definition["epochs"]
+    dev = summary(score(system, out, corpus["dev"], out / "dev.json"))
+    test = summary(score(system, out, corpus["test"], out / "test.json"))
+    result = {
+        **run,
+        "train_minutes": seconds / 60,
+        "train_words_per_second": train_words / seconds,
+        "dev_f1": dev["f1"],
+        "test_f1": test["f1"],
+        "test_per_type_f1": test["per_type"],
+        "inference_words_per_second": test["words_per_second"],
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    result_path.write_text(json.dumps(result, indent=2), encoding="utf8")
+    typer.echo(f"{name}: dev F1 {100 * dev['f1']:.2f}, test F1 {100 * test['f1']:.2f}, "
+               f"{result['train_minutes']:.1f} min")
+    return result
+
+
+def aggregate(results: List[Dict], definition: Dict) -> List[Dict]:
+    """One row per system: the mean over its seeds, with the standard deviation and range."""
+    rows = []
+    for name, system in definition["systems"].items():
+        mine = [r for r in results if r["system"] == name]
+        if not mine:
+            continue
+        columns = {
+            "test_f1": [r["test_f1"] for r in mine],
+            "dev_f1": [r["dev_f1"] for r in mine],
+            "train_minutes": [r["train_minutes"] for r in mine],
+            "train_words_per_second": [r["train_words_per_second"] for r in mine],
+            "inference_words_per_second": [r["inference_words_per_second"] for r in mine],
+            **{f"test_{t}_f1": [r["test_per_type_f1"].get(t, 0.0) for r in mine] for t in TYPES},
+        }
+        row = {"system": name, "help": system.get("help", ""), "seeds": [r["seed"] for r in mine]}
+        for key, values in columns.items():
+            row[key] = {
+                "mean": statistics.fmean(values),
+                "stdev": statistics.stdev(values) if len(values) > 1 else None,
+                "min": min(values),
+                "max": max(values),
+            }
+        rows.append(row)
+    return rows
+
+
+def format_markdown(rows: List[Dict]) -> str:
+    def cell(stat: Dict, scale: float = 1.0, digits: int = 2) -> str:
+        text = f"{stat['mean'] * scale:.{digits}f}"
+        if stat["stdev"] is not None:
+            text += f" ± {stat['stdev'] * scale:.{digits}f}"
+        return text
+
+    header = (["system", "seeds", "test F1", "dev F1"] + [f"test {t}" for t in TYPES]
+              + ["train min", "train words/s", "inference words/s"])
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + " |"]
+    for row in rows:
+        cells = [row["system"], ",".join(map(str, row["seeds"])), cell(row["test_f1"], 100), cell(row["dev_f1"], 100)]
+        cells += [cell(row[f"test_{t}_f1"], 100) for t in TYPES]
+        cells += [cell(row["train_minutes"], digits=1), cell(row["train_words_per_second"], digits=0),
+                  cell(row["inference_words_per_second"], digits=0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Mean ± sample standard deviation over the seeds listed; F1 in %.")
+    lines += [f"- `{row['system']}`: {row['help']}" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
+def main(
+    definition_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="configs/compare.yml"),
+    transformer: str = typer.Option(..., "--transformer", help="Encoder: Hugging Face name or local folder"),
+    corpus_dir: Path = typer.Option(Path("corpus"), "--corpus", help="train/dev/test.spacy (documents)"),
+    sentences_dir: Path = typer.Option(Path("corpus/sentences"), "--sentences",
+                                       help="train/dev/test.spacy with one sentence per doc"),
+    workdir: Path = typer.Option(Path("training/compare"), "--workdir", help="One folder per run"),
+    output: Path = typer.Option(Path("benchmarks/results/compare.json"), "--output", "-o"),
+    gpu: str = typer.Option("auto", "--gpu"),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Run only these systems (repeatable)"),
+    seeds: Optional[List[int]] = typer.Option(None, "--seed", help="Run only these seeds (repeatable)"),
+):
+    """Train, score and tabulate every system of DEFINITION_PATH; resumable."""
+    definition = load_definition(definition_path)
+    corpora = {
+        kind: {split: (folder / f"{split}.spacy").resolve() for split in ("train", "dev", "test")}
+        for kind, folder in (("documents", corpus_dir), ("sentences", sentences_dir))
+    }
+    planned = runs(definition, only, seeds)
+    needed = {definition["systems"][r["system"]].get("corpus", "documents") for r in planned}
+    for kind in needed:
+        for path in corpora[kind].values():
+            if not path.exists():
+                raise typer.BadParameter(f"{path} does not exist (run the convert step first)")
+    results, failures = [], []
+    for run in planned:
+        try:
+            results.append(run_one(run, definition, corpora, transformer, gpu, workdir.resolve()))
+        except RuntimeError as error:  # the other runs still go ahead; the exit status says so
+            typer.echo(f"{run['system']}-seed{run['seed']}: FAILED: {error}", err=True)
+            failures.append({**run, "error": str(error)})
+    rows = aggregate(results, definition)
+    markdown = format_markdown(rows)
+    report = {
+        "definition": str(definition_path),
+        "transformer": transformer,
+        "epochs": definition["epochs"],
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "python": platform.python_version(), "spacy": spacy.__version__},
+        "runs": results,
+        "failed": failures,
+        "systems": rows,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2), encoding="utf8")
+    output.with_suffix(".md").write_text(markdown, encoding="utf8")
+    typer.echo(markdown)
+    if failures:
+        names = ", ".join(f"{f['system']}-seed{f['seed']}" for f in failures)
+        typer.echo(f"{len(failures)} run(s) failed: {names}", err=True)
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,195 @@
+"""benchmarks/compare.py and benchmarks/hf_token_classification.py on the tiny BERT:
+the HF baseline learns and is scored on the gold tokens, and the harness trains
+every system with the shared budget, tabulates seeds, resumes and reports failures."""
+import json
+import sys
+
+import pytest
+from spacy.tokens import DocBin
+from spacy.util import load_config
+from transformers import AutoTokenizer
+from typer.testing import CliRunner
+
+from conftest import ROOT, make_docs, write_docbin
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import compare  # noqa: E402
+import hf_token_classification as hf  # noqa: E402
+
+runner = CliRunner()
+
+DEFINITION = """
+epochs: 1
+seeds: [0, 1]
+warmup_share: 0.5
+systems:
+  pos_ner:
+    config: configs/pos_ner.cfg
+    all_seeds: true
+  no_pos:
+    config: configs/pos_ner.cfg
+    overrides:
+      components.ner.model.feature_width: 0
+  sentences:
+    config: configs/pos_ner.cfg
+    corpus: sentences
+  hf_trainer:
+    script: benchmarks/hf_token_classification.py
+    args:
+      learning_rate: 0.001
+      batch_size: 8
+"""
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    """Folders of train/dev/test.spacy: whole documents, and the same split into sentences."""
+    root = tmp_path_factory.mktemp("compare_corpus")
+    splits = {"train": make_docs(16, seed=1), "dev": make_docs(4, seed=2), "test": make_docs(4, seed=3)}
+    for kind in ("documents", "sentences"):
+        (root / kind).mkdir()
+        for split, docs in splits.items():
+            if kind == "sentences":
+                docs = [sent.as_doc() for doc in docs for sent in doc.sents]
+            write_docbin(root / kind / f"{split}.spacy", docs)
+    return root
+
+
+def test_first_subword_alignment(tiny_bert):
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
+    words = ["Anna", "xyzzy", "Paris"]
+    encoding, first = hf.encode(tokenizer, words, max_length=64)
+    word_ids = encoding.word_ids()
+    assert [word_ids[p] for p in first] == [0, 1, 2]
+    assert first[1] + 1 < first[2], "xyzzy is several wordpieces; only the first one is labelled"
+    _, truncated = hf.encode(tokenizer, words, max_length=4)
+    assert truncated[-1] is None and truncated[0] is not None
+
+
+def test_hf_baseline_learns_and_scores_gold_tokens(tiny_bert, toy_corpus, tmp_path):
+    train, dev = toy_corpus
+    model_dir = tmp_path / "hf"
+    result = runner.invoke(hf.app, ["train", str(tiny_bert), str(train), str(model_dir), "--epochs", "30",
+                                    "--learning-rate", "0.003", "--batch-size", "8", "--gpu", "-1"])
+    assert result.exit_code == 0, result.output
+    labels = set(json.loads((model_dir / "config.json").read_text())["id2label"].values())
+    assert labels == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"}
+    output = tmp_path / "dev.json"
+    result = runner.invoke(hf.app, ["evaluate", str(model_dir), str(dev), "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(output.read_text())
+    gold_docs = list(DocBin().from_disk(dev).get_docs(__import__("spacy").blank("en").vocab))
+    assert metrics["n_words"] == sum(len(doc) for doc in gold_docs)
+    assert metrics["n_docs"] == len(gold_docs) and metrics["n_words_truncated"] == 0
+    assert metrics["entities"]["micro"]["support"] == sum(len(doc.ents) for doc in gold_docs)
+    assert metrics["entities"]["micro"]["f1-score"] > 0.8
+    assert metrics["words_per_second"] > 0
+
+
+def test_runs_are_seed_major_and_filtered():
+    definition = {"seeds": [0, 1, 2], "systems": {"a": {"all_seeds": True}, "b": {}}}
+    assert compare.runs(definition, None) == [
+        {"system": "a", "seed": 0}, {"system": "b", "seed": 0}, {"system": "a", "seed": 1}, {"system": "a", "seed": 2}]
+    assert compare.runs(definition, ["b"]) == [{"system": "b", "seed": 0}]
+    assert compare.runs(definition, None, seeds=[1]) == [{"system": "a", "seed": 1}]
+    with pytest.raises(Exception, match="unknown systems"):
+        compare.runs(definition, ["c"])
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory, tiny_bert, corpora):
+    folder = tmp_path_factory.mktemp("compare")
+    definition = folder / "compare.yml"
+    definition.write_text(DEFINITION, encoding="utf8")
+    args = [str(definition), "--transformer", str(tiny_bert), "--corpus", str(corpora / "documents"),
+            "--sentences", str(corpora / "sentences"), "--workdir", str(folder / "runs"),
+            "--output", str(folder / "compare.json"), "--gpu", "-1"]
+    result = runner.invoke(compare.app, args)
+    assert result.exit_code == 0, result.output
+    return folder, args, result.output
+
+
+def test_every_system_and_seed_is_trained_and_tabulated(comparison):
+    folder, _, output = comparison
+    report = json.loads((folder / "compare.json").read_text())
+    assert [(r["system"], r["seed"]) for r in report["runs"]] == [
+        ("pos_ner", 0), ("no_pos", 0), ("sentences", 0), ("hf_trainer", 0), ("pos_ner", 1)]
+    for run in report["runs"]:
+        assert 0 <= run["test_f1"] <= 1 and 0 <= run["dev_f1"] <= 1
+        assert run["train_minutes"] > 0 and run["train_words_per_second"] > 0
+        assert run["inference_words_per_second"] > 0
+    rows = {row["system"]: row for row in report["systems"]}
+    assert rows["pos_ner"]["seeds"] == [0, 1] and rows["pos_ner"]["test_f1"]["stdev"] is not None
+    assert rows["no_pos"]["test_f1"]["stdev"] is None
+    f1s = [r["test_f1"] for r in report["runs"] if r["system"] == "pos_ner"]
+    assert rows["pos_ner"]["test_f1"]["mean"] == pytest.approx(sum(f1s) / 2)
+    markdown = (folder / "compare.md").read_text()
+    assert markdown in output
+    assert [line.split(" | ")[0].strip("| ") for line in markdown.splitlines()[2:6]] == [
+        "pos_ner", "no_pos", "sentences", "hf_trainer"]
+
+
+def test_spacy_runs_get_the_shared_budget_and_their_overrides(comparison, corpora):
+    folder, _, _ = comparison
+    steps = compare.steps_per_epoch(ROOT / "configs" / "pos_ner.cfg", corpora / "documents" / "train.spacy")
+    config = load_config(folder / "runs" / "pos_ner-seed1" / "model-last" / "config.cfg")
+    assert config["system"]["seed"] == 1
+    assert config["training"]["max_epochs"] == 1 and config["training"]["max_steps"] == 0
+    assert config["training"]["optimizer"]["learn_rate"]["total_steps"] == steps
+    assert config["training"]["optimizer"]["learn_rate"]["warmup_steps"] == round(steps * 0.5)
+    assert config["components"]["ner"]["model"]["feature_width"] == 64
+    no_pos = load_config(folder / "runs" / "no_pos-seed0" / "model-last" / "config.cfg")
+    assert no_pos["components"]["ner"]["model"]["feature_width"] == 0
+    sentences = load_config(folder / "runs" / "sentences-seed0" / "model-last" / "config.cfg")
+    assert sentences["paths"]["train"] == str((corpora / "sentences" / "train.spacy").resolve())
+    test = json.loads((folder / "runs" / "sentences-seed0" / "test.json").read_text())
+    assert test["n_docs"] == sum(1 for doc in make_docs(4, seed=3) for _ in doc.sents)
+
+
+def test_finished_runs_are_not_trained_again(comparison):
+    folder, args, _ = comparison
+    logs = {p: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/train.log")}
+    before = json.loads((folder / "compare.json").read_text())
+    result = runner.invoke(compare.app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("done before, kept") == 5
+    assert {p: p.stat().st_mtime_ns for p in logs} == logs
+    assert json.loads((folder / "compare.json").read_text())["runs"] == before["runs"]
+
+
+def test_a_failing_run_is_reported_and_the_others_go_ahead(tmp_path, tiny_bert, corpora):
+    definition = tmp_path / "compare.yml"
+    definition.write_text("""
+epochs: 1
+seeds: [0]
+systems:
+  broken:
+    config: configs/pos_ner.cfg
+    overrides:
+      components.ner.model.no_such_setting: 1
+  no_pos:
+    config: configs/pos_ner.cfg
+    overrides:
+      components.ner.model.feature_width: 0
+""", encoding="utf8")
+    result = runner.invoke(compare.app, [
+        str(definition), "--transformer", str(tiny_bert), "--corpus", str(corpora / "documents"),
+        "--only", "broken", "--only", "no_pos", "--sentences", str(corpora / "sentences"),
+        "--workdir", str(tmp_path / "runs"), "--output", str(tmp_path / "compare.json"), "--gpu", "-1"])
+    assert result.exit_code == 1
+    assert "broken-seed0: FAILED" in result.output and "1 run(s) failed: broken-seed0" in result.output
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["system"] for r in report["runs"]] == ["no_pos"]
+    assert report["failed"][0]["system"] == "broken"
+    assert (tmp_path / "runs" / "broken-seed0" / "train.log").read_text().strip()
+
+
+def test_missing_corpus_is_named(tmp_path, tiny_bert):
+    definition = tmp_path / "compare.yml"
+    definition.write_text(DEFINITION, encoding="utf8")
+    result = runner.invoke(compare.app, [str(definition), "--transformer", str(tiny_bert),
+                                         "--corpus", str(tmp_path / "nowhere")])
+    assert result.exit_code != 0
+    flat = "".join(ch for ch in result.output if ch.isalnum() or ch in "/._")
+    assert "nowhere/train.spacydoesnotexist" in flat
