@@ -128,3 +128,47 @@ def test_readme_documents_the_current_project():
     generated = run([sys.executable, "-m", "spacy", "project", "document", str(ROOT)])
     start = generated.index("<!-- WEASEL: AUTO-GENERATED DOCS START")
     assert generated[start:].strip() in (ROOT / "README.md").read_text(encoding="utf8")
+
+
+COMPARE = """
+epochs: 2
+seeds: [0]
+systems:
+  pos_ner:
+    config: configs/pos_ner.cfg
+  sentences:
+    config: configs/pos_ner.cfg
+    corpus: sentences
+  hf_trainer:
+    script: benchmarks/hf_token_classification.py
+    args:
+      batch_size: 8
+"""
+
+
+def test_compare_workflow(tmp_path):
+    """`spacy project run compare` with a 3-system definition: the sentence corpus is
+    made, every system is trained and scored, and the table is written."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, n_docs, seed in [("eng.train", 8, 1), ("eng.testa", 3, 2), ("eng.testb", 3, 3)]:
+        write_conll(data / name, n_docs, seed=seed, docstart="-DOCSTART- -X- -X- O")
+    project_dir = tmp_path / "project"
+    project_dir.mkdir()
+    for name in ["project.yml", "configs", "scripts", "components", "benchmarks"]:
+        source = ROOT / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy
+        copy(source, project_dir / name)
+    (project_dir / "configs" / "compare.yml").write_text(COMPARE, encoding="utf8")
+    shutil.rmtree(project_dir / "benchmarks" / "results")
+    encoder = make_tiny_bert(tmp_path / "encoder")
+    run([sys.executable, "-m", "spacy", "project", "run", "compare", str(project_dir),
+         "--vars.data_dir", str(data), "--vars.transformer", str(encoder), "--vars.gpu", "-1"])
+    sentences = list(spacy.tokens.DocBin().from_disk(project_dir / "corpus/sentences/test.spacy").get_docs(
+        spacy.blank("en").vocab))
+    assert len(sentences) == 3 * 3 and all(len(list(doc.sents)) == 1 for doc in sentences)
+    report = json.loads((project_dir / "benchmarks/results/compare.json").read_text())
+    assert [run["system"] for run in report["runs"]] == ["pos_ner", "sentences", "hf_trainer"]
+    assert report["epochs"] == 2 and report["transformer"] == str(encoder)
+    table = (project_dir / "benchmarks/results/compare.md").read_text()
+    assert all(f"| {name} | 0 |" in table for name in ["pos_ner", "sentences", "hf_trainer"])
