@@ -237,10 +237,10 @@ def main(
     }
     planned = runs(definition, only, seeds)
     needed = {definition["systems"][r["system"]].get("corpus", "documents") for r in planned}
-    for kind in needed:
-        for path in corpora[kind].values():
-            if not path.exists():
-                raise typer.BadParameter(f"{path} does not exist (run the convert step first)")
+    missing = [str(path) for kind in corpora if kind in needed
+               for path in corpora[kind].values() if not path.exists()]
+    if missing:
+        raise typer.BadParameter(f"{', '.join(missing)} do(es) not exist (run the convert steps first)")
     results, failures = [], []
     for run in planned:
         try:

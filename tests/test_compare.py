@@ -189,7 +189,13 @@ def test_missing_corpus_is_named(tmp_path, tiny_bert):
     definition = tmp_path / "compare.yml"
     definition.write_text(DEFINITION, encoding="utf8")
     result = runner.invoke(compare.app, [str(definition), "--transformer", str(tiny_bert),
-                                         "--corpus", str(tmp_path / "nowhere")])
+                                         "--corpus", str(tmp_path / "nowhere"),
+                                         "--sentences", str(tmp_path / "nosentences"),
+                                         "--workdir", str(tmp_path / "runs")])
     assert result.exit_code != 0
     flat = "".join(ch for ch in result.output if ch.isalnum() or ch in "/._")
-    assert "nowhere/train.spacydoesnotexist" in flat
+    for folder in ("nowhere", "nosentences"):
+        for split in ("train", "dev", "test"):
+            assert f"{folder}/{split}.spacy" in flat
+    assert "notexist" in flat
+    assert not (tmp_path / "runs").exists()
