@@ -18,7 +18,7 @@ from spacy.training import validate_get_examples
 from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy, Softmax_v2, chain
-from thinc.api import set_dropout_rate, with_array, zero_init
+from thinc.api import glorot_uniform_init, set_dropout_rate, with_array
 from thinc.types import Floats2d
 
 CONFIDENCE_ATTR = "confidence"
@@ -53,7 +53,11 @@ def build_pos_ner_model(
 ) -> Model[List[Doc], List[Floats2d]]:
     """Token vectors from `tok2vec`, concatenated with an embedding of the
     token attributes in `features` (e.g. TAG, SHAPE), go through a softmax over
-    BIO tags. `feature_width = 0` or no features leaves the embedding out."""
+    BIO tags. `feature_width = 0` or no features leaves the embedding out.
+
+    The softmax weights start random, not at zero as in spaCy's tagger: a zero
+    output layer passes no gradient back, so the encoder would learn only the
+    tagger's objective until the weights grow (benchmarks/RESULTS.md)."""
     if feature_width > 0 and features:
         embed = MultiHashEmbed(
             width=feature_width,
@@ -62,7 +66,7 @@ def build_pos_ner_model(
             include_static_vectors=False,
         )
         tok2vec = concat_per_doc(tok2vec, embed)
-    output = Softmax_v2(nO, init_W=zero_init)
+    output = Softmax_v2(nO, init_W=glorot_uniform_init)
     model = chain(tok2vec, with_array(output))
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("output_layer", output)

@@ -10,6 +10,7 @@ from thinc.api import Adam, Linear, Model, concatenate
 from components.pos_ner import (
     PosNer,
     _transition_masks,
+    build_pos_ner_model,
     concat_per_doc,
     viterbi_decode,
 )
@@ -147,6 +148,24 @@ def test_concat_per_doc_survives_a_listener_that_returns_none():
     with pytest.raises(TypeError):
         _, backprop = concatenate(_listener_like(4, None), _listener_like(2, []))(docs, is_train=True)
         backprop([numpy.ones((3, 6), dtype="f")])
+
+
+def test_first_update_sends_gradient_to_the_encoder():
+    """A zero-initialised output layer would pass back exactly zero: on CoNLL the
+    encoder then learnt only the tagger's objective for most of an epoch."""
+    received = []
+
+    def forward(model, docs, is_train):
+        vectors = [model.ops.alloc2f(len(d), 4) + 1 for d in docs]
+        return vectors, lambda d_out: received.extend(d_out)
+
+    encoder = Model("encoder_like", forward, dims={"nO": 4})
+    model = build_pos_ner_model(encoder, features=["TAG"], feature_width=2, feature_rows=10, nO=5)
+    docs = [Doc(spacy.blank("en").vocab, words=["a", "b", "c"], tags=["DT", "NN", "VB"])]
+    model.initialize(X=docs)
+    _, backprop = model.begin_update(docs)
+    backprop([numpy.full((3, 5), 0.1, dtype="f")])
+    assert numpy.abs(received[0]).sum() > 0
 
 
 def _is_valid_bio(tags, sent_starts):
