@@ -1,7 +1,7 @@
 """The Hugging Face baseline of the comparison (configs/compare.yml, `hf_trainer`):
 `AutoModelForTokenClassification` fine-tuned with `Trainer` on single sentences,
 the label of each word on its first subword, argmax decoding, and scored with
-seqeval on the gold tokens, exactly as scripts/evaluate.py scores the spaCy
+seqeval on the gold tokens, exactly as `pos-ner evaluate` scores the spaCy
 pipelines (the same functions, documents as the sequences).
 
     python benchmarks/hf_token_classification.py train ENCODER TRAIN.spacy OUTPUT_DIR
@@ -21,8 +21,7 @@ from spacy.tokens import DocBin
 from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
                           Trainer, TrainingArguments)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from evaluate import bio_tags, entity_scores  # noqa: E402
+from pos_ner.evaluation.scores import bio_tags, entity_scores
 
 IGNORED = -100  # label id the loss skips: special tokens and non-first subwords
 app = typer.Typer(add_completion=False)

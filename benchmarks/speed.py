@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE = ROOT / "components" / "pos_ner.py"
 SYSTEMS = ["spacy-torch", "onnx-fp32", "onnx-int8", "hf-pipeline"]
 
 
@@ -79,7 +78,6 @@ def make_runner(system: str, args):
         import torch
 
         torch.set_num_threads(threads)
-        spacy.util.import_file("pos_ner", str(CODE))
         nlp = spacy.load(args.model)
 
         def pipe(texts):
@@ -88,10 +86,9 @@ def make_runner(system: str, args):
 
         return pipe, nlp
     if system in ("onnx-fp32", "onnx-int8"):
-        sys.path.insert(0, str(ROOT / "scripts"))
-        from onnx_pipeline import OnnxNer
+        from pos_ner.onnx import OnnxNer
 
-        ner = OnnxNer(args.onnx_dir, quantized=system == "onnx-int8", code_path=CODE, threads=threads)
+        ner = OnnxNer(args.onnx_dir, quantized=system == "onnx-int8", threads=threads)
 
         def pipe(texts):
             for _ in ner.pipe(texts, batch_size=args.batch_size):
@@ -188,11 +185,10 @@ def build_hf_model(model: str, output_dir: Path) -> Path:
     import torch
     from transformers import AutoModelForTokenClassification
 
-    spacy.util.import_file("pos_ner", str(CODE))
     nlp = spacy.load(model)
     by_factory = {nlp.get_pipe_meta(name).factory: name for name in nlp.pipe_names}
     trf, ner = nlp.get_pipe(by_factory["transformer"]), nlp.get_pipe(by_factory["pos_ner"])
-    # As scripts/export_onnx.py: the spacy-transformers model's HF model and tokenizer
+    # As pos_ner.onnx.export: the spacy-transformers model's HF model and tokenizer
     # (trf.model.transformer is the PyTorchShim's _model).
     encoder, tokenizer = trf.model.transformer.cpu().eval(), trf.model.tokenizer
     tags = list(ner.tag_names)
@@ -232,7 +228,6 @@ def build_random_bert_base(vocab_source: str, data_path: Path, workdir: Path, n_
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(0)
-    spacy.util.import_file("pos_ner", str(CODE))
     bert_dir = workdir / "bert-base-random"
     tokenizer = AutoTokenizer.from_pretrained(vocab_source)
     tokenizer.model_max_length = 512
@@ -249,8 +244,7 @@ def build_random_bert_base(vocab_source: str, data_path: Path, workdir: Path, n_
     pipeline_dir = workdir / "pipeline"
     nlp.to_disk(pipeline_dir)
     del nlp
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from export_onnx import export
+    from pos_ner.onnx.export import export
 
     onnx_dir = workdir / "onnx"
     export(str(pipeline_dir), onnx_dir, quantize=True)

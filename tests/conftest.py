@@ -1,6 +1,8 @@
-"""Shared fixtures: a tiny randomly initialised BERT and a synthetic corpus."""
+"""Shared fixtures: a tiny randomly initialised BERT and a synthetic corpus.
+
+Tests marked `slow` (training subprocesses, fresh virtualenvs, whole project
+runs) run only with `--slow`, as in spaCy's own test suite."""
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,21 @@ from spacy.util import load_config, load_model_from_config
 from spacy.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import components.pos_ner  # noqa: E402,F401  (registers the pos_ner factory)
 
 ANNOTATING = ["transformer", "tagger"]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the slow tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 PEOPLE = ["Anna Berg", "Tom Reed", "Lena", "Omar Haddad", "Mia Cole"]
 PLACES = ["Paris", "Oslo", "New York", "Lima", "Cairo"]

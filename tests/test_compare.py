@@ -1,23 +1,33 @@
-"""benchmarks/compare.py and benchmarks/hf_token_classification.py on the tiny BERT:
+"""`pos-ner compare` (pos_ner.experiments.compare) and benchmarks/hf_token_classification.py on the tiny BERT:
 the HF baseline learns and is scored on the gold tokens, and the harness trains
 every system with the shared budget, tabulates seeds, resumes and reports failures."""
 import json
+import subprocess
 import sys
 
 import pytest
 from spacy.tokens import DocBin
 from spacy.util import load_config
-from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from conftest import ROOT, make_docs, write_docbin
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from pos_ner.cli import app
+from pos_ner.experiments import compare
 
-import compare  # noqa: E402
-import hf_token_classification as hf  # noqa: E402
-
+HF = ROOT / "benchmarks" / "hf_token_classification.py"
 runner = CliRunner()
+
+
+def invoke(args):
+    """`pos-ner compare ARGS` from the project's folder (definition paths are relative to it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        return runner.invoke(app, ["compare", *args])
+
+
+def run_hf(*args):
+    return subprocess.run([sys.executable, str(HF), *map(str, args)], capture_output=True, text=True)
 
 DEFINITION = """
 epochs: 1
@@ -56,28 +66,41 @@ def corpora(tmp_path_factory):
     return root
 
 
+FIRST_SUBWORDS = """
+import json, sys
+from transformers import AutoTokenizer
+import hf_token_classification as hf
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+encoding, first = hf.encode(tokenizer, ["Anna", "xyzzy", "Paris"], max_length=64)
+_, truncated = hf.encode(tokenizer, ["Anna", "xyzzy", "Paris"], max_length=4)
+print(json.dumps({"word_ids": encoding.word_ids(), "first": first, "truncated": truncated}))
+"""
+
+
 def test_first_subword_alignment(tiny_bert):
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
-    words = ["Anna", "xyzzy", "Paris"]
-    encoding, first = hf.encode(tokenizer, words, max_length=64)
-    word_ids = encoding.word_ids()
+    # The script's folder is the first entry of sys.path for a `python -c` run there.
+    result = subprocess.run([sys.executable, "-c", FIRST_SUBWORDS, str(tiny_bert)], capture_output=True,
+                            text=True, cwd=HF.parent)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    first, word_ids = out["first"], out["word_ids"]
     assert [word_ids[p] for p in first] == [0, 1, 2]
     assert first[1] + 1 < first[2], "xyzzy is several wordpieces; only the first one is labelled"
-    _, truncated = hf.encode(tokenizer, words, max_length=4)
+    truncated = out["truncated"]
     assert truncated[-1] is None and truncated[0] is not None
 
 
 def test_hf_baseline_learns_and_scores_gold_tokens(tiny_bert, toy_corpus, tmp_path):
     train, dev = toy_corpus
     model_dir = tmp_path / "hf"
-    result = runner.invoke(hf.app, ["train", str(tiny_bert), str(train), str(model_dir), "--epochs", "30",
-                                    "--learning-rate", "0.003", "--batch-size", "8", "--gpu", "-1"])
-    assert result.exit_code == 0, result.output
+    result = run_hf("train", tiny_bert, train, model_dir, "--epochs", "30", "--learning-rate", "0.003",
+                    "--batch-size", "8", "--gpu", "-1")
+    assert result.returncode == 0, result.stderr[-3000:]
     labels = set(json.loads((model_dir / "config.json").read_text())["id2label"].values())
     assert labels == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"}
     output = tmp_path / "dev.json"
-    result = runner.invoke(hf.app, ["evaluate", str(model_dir), str(dev), "--output", str(output)])
-    assert result.exit_code == 0, result.output
+    result = run_hf("evaluate", model_dir, dev, "--output", output)
+    assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(output.read_text())
     gold_docs = list(DocBin().from_disk(dev).get_docs(__import__("spacy").blank("en").vocab))
     assert metrics["n_words"] == sum(len(doc) for doc in gold_docs)
@@ -105,7 +128,7 @@ def comparison(tmp_path_factory, tiny_bert, corpora):
     args = [str(definition), "--transformer", str(tiny_bert), "--corpus", str(corpora / "documents"),
             "--sentences", str(corpora / "sentences"), "--workdir", str(folder / "runs"),
             "--output", str(folder / "compare.json"), "--gpu", "-1"]
-    result = runner.invoke(compare.app, args)
+    result = invoke(args)
     assert result.exit_code == 0, result.output
     return folder, args, result.output
 
@@ -151,7 +174,7 @@ def test_finished_runs_are_not_trained_again(comparison):
     folder, args, _ = comparison
     logs = {p: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/train.log")}
     before = json.loads((folder / "compare.json").read_text())
-    result = runner.invoke(compare.app, args)
+    result = invoke(args)
     assert result.exit_code == 0, result.output
     assert result.output.count("done before, kept") == 5
     assert {p: p.stat().st_mtime_ns for p in logs} == logs
@@ -173,7 +196,7 @@ systems:
     overrides:
       components.ner.model.feature_width: 0
 """, encoding="utf8")
-    result = runner.invoke(compare.app, [
+    result = invoke([
         str(definition), "--transformer", str(tiny_bert), "--corpus", str(corpora / "documents"),
         "--only", "broken", "--only", "no_pos", "--sentences", str(corpora / "sentences"),
         "--workdir", str(tmp_path / "runs"), "--output", str(tmp_path / "compare.json"), "--gpu", "-1"])
@@ -188,7 +211,7 @@ systems:
 def test_missing_corpus_is_named(tmp_path, tiny_bert):
     definition = tmp_path / "compare.yml"
     definition.write_text(DEFINITION, encoding="utf8")
-    result = runner.invoke(compare.app, [str(definition), "--transformer", str(tiny_bert),
+    result = invoke([str(definition), "--transformer", str(tiny_bert),
                                          "--corpus", str(tmp_path / "nowhere"),
                                          "--sentences", str(tmp_path / "nosentences"),
                                          "--workdir", str(tmp_path / "runs")])

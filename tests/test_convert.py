@@ -1,4 +1,4 @@
-"""Tests for scripts/convert.py on small synthetic fixtures (plus real CoNLL-2003 when present)."""
+"""Tests for `pos-ner convert` (pos_ner.io.conll) on small synthetic fixtures (plus real CoNLL-2003 when present)."""
 
 import subprocess
 import sys
@@ -9,10 +9,10 @@ from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 from typer.testing import CliRunner
 
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from pos_ner.cli import app
+from pos_ner.io import conll as convert
 
-import convert  # noqa: E402
+ROOT = Path(__file__).parents[1]
 
 CONLL_DIR = ROOT.parent / "shared" / "data" / "conll2003"
 
@@ -93,7 +93,7 @@ def entities(doc):
 
 
 def invoke(*args):
-    return CliRunner().invoke(convert.app, [str(arg) for arg in args])
+    return CliRunner().invoke(app, ["convert", *(str(arg) for arg in args)])
 
 
 @pytest.mark.parametrize("columns", ["conll", "columns"])
@@ -274,7 +274,7 @@ def test_cli_writes_docbin_and_summary(tmp_path):
     path = write(tmp_path, "data.txt", render("conll"))
     output = tmp_path / "out" / "train.spacy"
     result = subprocess.run(
-        [sys.executable, "scripts/convert.py", str(path), str(output), "--format", "conll"],
+        [sys.executable, "-m", "pos_ner", "convert", str(path), str(output), "--format", "conll"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -300,7 +300,7 @@ def test_cli_error_via_subprocess(tmp_path):
     path = write(tmp_path, "data.txt", "Anna NNP I-NP B-PER\nleft VBD I-VP\n")
     output = tmp_path / "out.spacy"
     result = subprocess.run(
-        [sys.executable, "scripts/convert.py", str(path), str(output)],
+        [sys.executable, "-m", "pos_ner", "convert", str(path), str(output)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -12,16 +12,13 @@ from typer.testing import CliRunner
 
 from conftest import ROOT, make_docs, write_docbin
 
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import evaluate  # noqa: E402
-import report  # noqa: E402
-
-CODE = str(ROOT / "components" / "pos_ner.py")
+from pos_ner.cli import app
+from pos_ner.evaluation import plots as report
+from pos_ner.evaluation import scores as evaluate
 
 
 def run_cli(*args):
-    return CliRunner().invoke(evaluate.app, [str(arg) for arg in args])
+    return CliRunner().invoke(app, ["evaluate", *(str(arg) for arg in args)])
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +33,8 @@ def training_log(tmp_path_factory, tiny_bert, toy_corpus):
     output = tmp_path_factory.mktemp("trained")
     train, dev = toy_corpus
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), str(ROOT / "configs" / "pos_ner.cfg"),
-         "--output", str(output), "--code", CODE, "--gpu", "-1",
+        [sys.executable, "-m", "pos_ner", "train", str(ROOT / "configs" / "pos_ner.cfg"),
+         "--output", str(output), "--gpu", "-1",
          "--paths.train", str(train), "--paths.dev", str(dev), "--paths.log", str(output / "log.jsonl"),
          "--components.transformer.model.name", str(tiny_bert),
          "--training.max_steps", "4", "--training.eval_frequency", "2"],
@@ -120,7 +117,7 @@ def test_report_lists_errors_with_examples(ruler_model, test_docs, tmp_path):
 def test_report_folder_for_a_trained_pipeline(tiny_pipeline_dir, test_docs, training_log, tmp_path):
     docs, data = test_docs
     folder = tmp_path / "metrics"
-    result = run_cli(tiny_pipeline_dir, data, "--output", folder / "test.json", "--code", CODE,
+    result = run_cli(tiny_pipeline_dir, data, "--output", folder / "test.json",
                      "--report-dir", folder, "--training-log", training_log)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in folder.iterdir()) == ["confusion.png", "report.md", "test.json", "training.png"]

@@ -1,4 +1,4 @@
-"""scripts/grid.py: a 2-point grid on the tiny BERT whose first run crashes, then
+"""`pos-ner grid` (pos_ner.experiments.grid): a 2-point grid on the tiny BERT whose first run crashes, then
 resumes; finished points are never trained again."""
 import csv
 import json
@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import grid  # noqa: E402
+from pos_ner.cli import app
+from pos_ner.experiments import grid
+from pos_ner.experiments.runner import RunFailed
 
 CONFIG = ROOT / "configs" / "pos_ner.cfg"
 WIDTH = "components.ner.model.feature_width"
@@ -29,9 +29,12 @@ overrides:
 """
 
 
-def train_args(tiny_bert, train, dev):
-    return ["--code", str(ROOT / "components" / "pos_ner.py"), "--gpu", "-1", "--paths.train", str(train),
-            "--paths.dev", str(dev), "--components.transformer.model.name", str(tiny_bert)]
+def overrides(tiny_bert, train, dev):
+    return {"paths.train": str(train), "paths.dev": str(dev), "components.transformer.model.name": str(tiny_bert)}
+
+
+def cli_args(overrides):
+    return ["--gpu", "-1", *(arg for key, value in overrides.items() for arg in (f"--{key}", value))]
 
 
 def trials(output):
@@ -46,19 +49,18 @@ def snapshot(output):
 
 @pytest.fixture(scope="module")
 def search(tmp_path_factory, tiny_bert, toy_corpus):
-    """(grid file, output folder, train args): the first run crashes on missing dev
+    """(grid file, output folder, CLI args): the first run crashes on missing dev
     data, the second (with the data) resumes and finishes."""
     folder = tmp_path_factory.mktemp("grid")
     grid_file = folder / "grid.yml"
     grid_file.write_text(GRID, encoding="utf8")
     output = folder / "search"
     train, dev = toy_corpus
-    with pytest.raises(grid.subprocess.CalledProcessError):
-        grid.run_grid(CONFIG, grid_file, output, train_args=train_args(tiny_bert, train, folder / "missing.spacy"))
+    with pytest.raises(RunFailed):
+        grid.run_grid(CONFIG, grid_file, output, overrides(tiny_bert, train, folder / "missing.spacy"), gpu="-1")
     assert [t.state for t in trials(output)] == [TrialState.FAIL]
-    args = train_args(tiny_bert, train, dev)
-    grid.run_grid(CONFIG, grid_file, output, train_args=args)
-    return grid_file, output, args
+    grid.run_grid(CONFIG, grid_file, output, overrides(tiny_bert, train, dev), gpu="-1")
+    return grid_file, output, cli_args(overrides(tiny_bert, train, dev))
 
 
 def test_crashed_point_is_retried_and_every_point_finishes(search):
@@ -80,6 +82,11 @@ def test_results_rank_both_points(search):
     assert sorted(row[WIDTH] for row in rows) == ["0", "8"]
     scores = [float(row["ents_f"]) for row in rows]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    # Ranked by the same seqeval number `evaluate` writes, on the dev corpus' gold tokens.
+    for row in rows:
+        dev = json.loads((Path(row["output"]) / "dev.json").read_text(encoding="utf8"))
+        assert float(row["ents_f"]) == pytest.approx(dev["entities"]["micro"]["f1-score"])
+        assert dev["model"].endswith("model-best")
     markdown = (output / "results.md").read_text(encoding="utf8")
     assert "2 of 2 points finished" in markdown
     assert all(row["output"] in markdown for row in rows)
@@ -102,7 +109,7 @@ def test_rerun_trains_nothing(search):
     grid_file, output, args = search
     before = snapshot(output)
     n_trials = len(trials(output))
-    result = CliRunner().invoke(grid.app, [str(CONFIG), str(grid_file), "--output", str(output), *args])
+    result = CliRunner().invoke(app, ["grid", str(CONFIG), str(grid_file), "--output", str(output), *args])
     assert result.exit_code == 0, result.output
     assert "| 1 |" in result.output and "| 2 |" in result.output
     assert snapshot(output) == before
@@ -114,31 +121,29 @@ def test_another_grid_in_the_same_folder_is_refused(search, tmp_path):
     other = tmp_path / "grid.yml"
     other.write_text(GRID.replace("[0, 8]", "[0, 16]"), encoding="utf8")
     n_trials = len(trials(output))
-    result = CliRunner().invoke(grid.app, [str(CONFIG), str(other), "--output", str(output), *args])
+    result = CliRunner().invoke(app, ["grid", str(CONFIG), str(other), "--output", str(output), *args])
     assert result.exit_code == 1 and "another --output" in result.output
     assert len(trials(output)) == n_trials
 
 
 def test_interrupted_point_is_trained_again(tmp_path, monkeypatch):
     """A point left RUNNING by a killed search is trained again on resume (here
-    with a stand-in for the training subprocess that writes a meta.json)."""
+    with a stand-in for the experiment runner)."""
     grid_file = tmp_path / "grid.yml"
     grid_file.write_text(GRID, encoding="utf8")
     output = tmp_path / "search"
     trained = []
 
-    def fake_training(command, check):
-        folder = Path(command[command.index("--output") + 1])
-        trained.append(int(command[command.index(f"--{WIDTH}") + 1]))
-        (folder / "model-best").mkdir(parents=True)
-        scores = {"ents_f": 0.5, "ents_p": 0.5, "ents_r": 0.5}
-        (folder / "model-best" / "meta.json").write_text(json.dumps({"performance": scores}))
+    def fake_experiment(config, folder, overrides, score_on, gpu):
+        trained.append(overrides[WIDTH])
+        return {"train_seconds": 1.0, "dev": {"entities": {"micro": {"f1-score": 0.5, "precision": 0.5, "recall": 0.5}}}}
 
-    monkeypatch.setattr(grid.subprocess, "run", fake_training)
+    monkeypatch.setattr(grid, "run_experiment", fake_experiment)
     study = grid.open_study(output / "grid.db", {**grid.load_grid(grid_file), "config": str(CONFIG)})
     study.ask()  # a trial that never finishes, as after `kill -9`
-    grid.run_grid(CONFIG, grid_file, output)
+    paths = {"paths.dev": str(tmp_path / "dev.spacy")}
+    grid.run_grid(CONFIG, grid_file, output, paths)
     assert sorted(trained) == [0, 8]
-    grid.run_grid(CONFIG, grid_file, output)
+    grid.run_grid(CONFIG, grid_file, output, paths)
     assert sorted(trained) == [0, 8]
     assert len((output / "results.csv").read_text().splitlines()) == 3

@@ -13,11 +13,10 @@ from typer.testing import CliRunner
 
 from conftest import ROOT, build_nlp, make_doc, make_docs, write_docbin
 
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import export_onnx  # noqa: E402
-import onnx_pipeline  # noqa: E402
-from onnx_pipeline import OnnxNer, strided_windows  # noqa: E402
+from pos_ner.cli import app
+from pos_ner.onnx import OnnxNer
+from pos_ner.onnx.export import check_config, find_pipes
+from pos_ner.onnx.runtime import strided_windows
 
 TEXTS = [
     "Anna Berg lives in Paris .",
@@ -30,7 +29,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def onnx_dir(tiny_pipeline_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("onnx") / "model"
-    result = CliRunner().invoke(export_onnx.app, [str(tiny_pipeline_dir), str(output), "--quantize"])
+    result = CliRunner().invoke(app, ["export-onnx", str(tiny_pipeline_dir), str(output), "--quantize"])
     assert result.exit_code == 0, result.output
     return output
 
@@ -106,7 +105,7 @@ def test_parity_cli_fp32_and_int8(onnx_dir, tiny_pipeline_dir, nlp, tmp_path):
     docs = [*make_docs(20, seed=9, vocab=nlp.vocab), make_doc(nlp.vocab, random.Random(5), n_sents=40)]
     data = write_docbin(tmp_path / "dev.spacy", docs)
     output = tmp_path / "parity.json"
-    result = CliRunner().invoke(onnx_pipeline.app, [str(tiny_pipeline_dir), str(onnx_dir), str(data), "-o", str(output)])
+    result = CliRunner().invoke(app, ["onnx-parity", str(tiny_pipeline_dir), str(onnx_dir), str(data), "-o", str(output)])
     assert result.exit_code == 0, result.output
     assert "onnx fp32" in result.output and "onnx int8" in result.output
     parity = json.loads(output.read_text())
@@ -122,8 +121,7 @@ def test_onnx_path_runs_without_torch(onnx_dir, onnx_ner):
 import json, sys
 sys.modules["torch"] = None
 sys.modules["spacy_transformers"] = None
-sys.path.insert(0, {str(ROOT / "scripts")!r})
-from onnx_pipeline import OnnxNer
+from pos_ner.onnx import OnnxNer
 docs = OnnxNer({str(onnx_dir)!r}, quantized=True).pipe({TEXTS!r})
 print(json.dumps([[[e.start, e.end, e.label_] for e in doc.ents] for doc in docs]))
 """
@@ -138,4 +136,4 @@ print(json.dumps([[[e.start, e.end, e.label_] for e in doc.ents] for doc in docs
 def test_rejects_open_vocabulary_features(tiny_bert):
     nlp = build_nlp(tiny_bert, features=["TAG", "SHAPE"])
     with pytest.raises(ValueError, match="open-vocabulary"):
-        export_onnx.check_config(nlp, export_onnx.find_pipes(nlp))
+        check_config(nlp, find_pipes(nlp))

@@ -7,13 +7,8 @@ from spacy.training import Example
 from spacy.util import load_config
 from thinc.api import Adam, Linear, Model, concatenate
 
-from components.pos_ner import (
-    PosNer,
-    _transition_masks,
-    build_pos_ner_model,
-    concat_per_doc,
-    viterbi_decode,
-)
+from pos_ner import PosNer, build_pos_ner_model, concat_per_doc
+from pos_ner.decoding import transition_masks, viterbi_decode
 from conftest import ANNOTATING, ROOT, build_nlp, make_examples, train
 
 
@@ -30,7 +25,7 @@ def test_update_lowers_the_loss(trained):
 def test_learns_labels_from_data(trained):
     nlp, _ = trained
     ner = nlp.get_pipe("ner")
-    assert type(ner).__name__ == PosNer.__name__
+    assert isinstance(ner, PosNer)
     assert ner.labels == ("LOC", "ORG", "PER")
     assert ner.tag_names == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 
@@ -83,17 +78,14 @@ def test_ner_receives_predicted_tags_only_when_tagger_annotates(tiny_bert, monke
     transformer listed too."""
     seen = []
     nlp = build_nlp(tiny_bert)
-    # The class the factory built: `--code` imports elsewhere in the session may
-    # have re-registered the factory from a fresh module object.
-    component_class = type(nlp.get_pipe("ner"))
-    original = component_class.update
+    original = PosNer.update
 
     def spy(self, examples, **kwargs):
         examples = list(examples)
         seen.append([token.tag_ for eg in examples for token in eg.predicted])
         return original(self, examples, **kwargs)
 
-    monkeypatch.setattr(component_class, "update", spy)
+    monkeypatch.setattr(PosNer, "update", spy)
     examples = make_examples(nlp, n_docs=4)
     train(nlp, examples, steps=2, annotates=ANNOTATING)
     assert all(tag for tag in seen[-1]), "every token should carry a predicted tag"
@@ -178,7 +170,7 @@ def _is_valid_bio(tags, sent_starts):
 
 def test_viterbi_output_is_always_valid_bio():
     names = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-    allowed, allowed_first = _transition_masks(names)
+    allowed, allowed_first = transition_masks(tuple(names))
     rng = numpy.random.default_rng(0)
     for _ in range(200):
         n = int(rng.integers(1, 12))
@@ -190,7 +182,7 @@ def test_viterbi_output_is_always_valid_bio():
 
 def test_viterbi_repairs_an_orphan_inside_tag():
     names = ["O", "B-LOC", "I-LOC"]
-    allowed, allowed_first = _transition_masks(names)
+    allowed, allowed_first = transition_masks(tuple(names))
     # Token-wise argmax would give O I-LOC: invalid.
     probs = numpy.array([[0.9, 0.05, 0.05], [0.1, 0.4, 0.5]])
     assert viterbi_decode(numpy.log(probs), allowed, allowed_first, [True, False]) == [0, 1]

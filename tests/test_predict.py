@@ -1,4 +1,4 @@
-"""scripts/predict.py on the tiny trained pipeline: formats, streaming, bad records."""
+"""`pos-ner predict` (pos_ner.io.records) on the tiny trained pipeline: formats, streaming, bad records."""
 import json
 import sys
 
@@ -9,11 +9,9 @@ from typer.testing import CliRunner
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))
+from pos_ner.cli import app
+from pos_ner.io import records as predict
 
-import predict  # noqa: E402
-
-CODE = str(ROOT / "components" / "pos_ner.py")
 TEXTS = ["Anna Berg lives in Paris .", "", "Globex opened an office in Lima .", "Tom Reed met Mia Cole ."]
 
 
@@ -23,7 +21,7 @@ def nlp(tiny_pipeline_dir):
 
 
 def run(model_dir, *args, stdin=None):
-    result = CliRunner().invoke(predict.app, [str(model_dir), *map(str, args)], input=stdin)
+    result = CliRunner().invoke(app, ["predict", str(model_dir), *map(str, args)], input=stdin)
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
@@ -48,7 +46,7 @@ def test_text_input_keeps_line_alignment(nlp, tiny_pipeline_dir, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("\n".join(TEXTS) + "\n", encoding="utf8")
     output = tmp_path / "sub" / "out.jsonl"
-    result = run(tiny_pipeline_dir, source, output, "--code", CODE, "--batch-size", 3)
+    result = run(tiny_pipeline_dir, source, output, "--batch-size", 3)
     assert result.exit_code == 0, result.output
     records = read_jsonl(output)
     assert [r["text"] for r in records] == TEXTS

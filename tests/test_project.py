@@ -54,6 +54,43 @@ def run(cmd, **kwargs):
     return result.stdout
 
 
+# The same pipeline config, with a training schedule sized for a toy corpus (config overrides, not a rewritten config).
+TOY_SCHEDULE = ("--training.max_steps 40 --training.eval_frequency 20 --training.batcher.size 150 "
+                "--training.optimizer.learn_rate.warmup_steps 5 --training.optimizer.learn_rate.initial_rate 0.003")
+
+
+def copy_project(destination: Path) -> Path:
+    """What a user's checkout of the project holds besides the installed package."""
+    destination.mkdir()
+    for name in ["project.yml", "configs", "components", "benchmarks"]:
+        source = ROOT / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy
+        copy(source, destination / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
+    return destination
+
+
+def build_component_wheel(destination: Path) -> Path:
+    """The wheel of this repository's component package (spacy-pos-ner)."""
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(destination), str(ROOT)])
+    wheels = list(destination.glob("spacy_pos_ner-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def fresh_venv(env_dir: Path) -> Path:
+    """A virtualenv whose third-party packages (spaCy, torch & co.) come from this
+    interpreter's site-packages (a .pth file, so this also works from inside a
+    virtualenv); our own code must come from the wheels installed into it."""
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    env_site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
+    Path(env_site, "host_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return python
+
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
@@ -62,29 +99,19 @@ def project(tmp_path_factory):
     write_conll(data / "eng.train", 30, seed=1, docstart="-DOCSTART- -X- O O")
     write_conll(data / "eng.testa", 6, seed=2, docstart="-DOCSTART- -X- O O")
     write_conll(data / "eng.testb", 6, seed=3, docstart="-DOCSTART- -X- -X- O")
-    project_dir = base / "project"
-    project_dir.mkdir()
-    for name in ["project.yml", "configs", "scripts", "components"]:
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, project_dir / name)
-    # Same pipeline, a training schedule sized for a toy corpus.
-    config = load_config(project_dir / "configs" / "pos_ner.cfg")
-    config["training"].update({"max_steps": 40, "eval_frequency": 20})
-    config["training"]["batcher"]["size"] = 150
-    config["training"]["optimizer"]["learn_rate"].update({"warmup_steps": 5, "initial_rate": 0.003})
-    config.to_disk(project_dir / "configs" / "pos_ner.cfg")
+    project_dir = copy_project(base / "project")
     encoder = make_tiny_bert(base / "encoder")
     run(
         [sys.executable, "-m", "spacy", "project", "run", "all", str(project_dir),
          "--vars.data_dir", str(data), "--vars.transformer", str(encoder),
-         "--vars.gpu", "-1"],
+         "--vars.gpu", "-1", f"--vars.train_overrides={TOY_SCHEDULE}"],
     )
     # The trained pipeline must not depend on the encoder's original folder.
     shutil.rmtree(encoder)
     return project_dir
 
 
+@pytest.mark.slow
 def test_project_outputs(project):
     for name in ["train", "dev", "test"]:
         assert (project / "corpus" / f"{name}.spacy").exists()
@@ -97,25 +124,28 @@ def test_project_outputs(project):
     assert metrics["tag_acc"] is not None and metrics["words_per_second"] > 0
     meta = json.loads((project / "training/pos_ner/model-best/meta.json").read_text())
     assert "ents_f" in meta["performance"]
+    config = load_config(project / "training/pos_ner/model-best/config.cfg")
+    assert config["training"]["max_steps"] == 40 and config["training"]["batcher"]["size"] == 150
 
 
+@pytest.mark.slow
 def test_wheel_installs_and_loads_offline(project, tmp_path):
+    """The model wheel holds no code: it requires spacy-pos-ner, whose own wheel
+    is installed beside it (both --no-deps, nothing from the checkout)."""
     wheels = list((project / "packages").glob(f"{PACKAGE}-*/dist/{PACKAGE}-*.whl"))
     assert len(wheels) == 1, wheels
-    env_dir = tmp_path / "venv"
-    # spaCy, torch & co. come from this interpreter's site-packages (a .pth file, so this also
-    # works from inside a virtualenv); the model and its code come from the wheel alone.
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    env_site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
-    Path(env_site, "host_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    run([str(python), "-m", "pip", "install", "--no-index", "--no-deps", str(wheels[0])])
-    offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": str(env_dir / "bin")}
+    meta = json.loads(next((project / "packages").glob(f"{PACKAGE}-*/meta.json")).read_text())
+    assert any(req.startswith("spacy-pos-ner>=") for req in meta["requirements"]), meta["requirements"]
+    python = fresh_venv(tmp_path / "venv")
+    component = build_component_wheel(tmp_path / "wheels")
+    run([str(python), "-m", "pip", "install", "--no-index", "--no-deps", str(component), str(wheels[0])])
     script = PREDICT.format(package=PACKAGE)
-    out = json.loads(run([str(python), "-c", script, json.dumps(TEXTS)], cwd=tmp_path, env=offline))
+    env = {**OFFLINE, "PATH": str(python.parent)}
+    out = json.loads(run([str(python), "-c", script, json.dumps(TEXTS)], cwd=tmp_path, env=env))
     assert out["pipeline"] == ["transformer", "tagger", "ner"]
     assert "ents_f" in out["performance"] and "tag_acc" in out["performance"]
-    assert str(env_dir) in out["component_file"], "the component code must come from the wheel"
+    assert str(tmp_path / "venv") in out["component_file"], "the component code must come from the wheel"
+    assert not list((tmp_path / "venv").rglob(f"{PACKAGE}*/pos_ner*")), "the model wheel must not bundle the code"
 
     trained = spacy.load(project / "training/pos_ner/model-best")
     expected = [[[e.start, e.end, e.label_, round(e._.confidence, 4)] for e in d.ents] for d in trained.pipe(TEXTS)]
@@ -123,52 +153,35 @@ def test_wheel_installs_and_loads_offline(project, tmp_path):
     assert any(expected), "the trained toy pipeline should find some entities"
 
 
+@pytest.mark.slow
+def test_component_wheel_alone_trains_a_user_config_without_code(tmp_path, toy_corpus):
+    """Someone else's project: only the component's wheel installed, a config of
+    theirs that names `factory = "pos_ner"`, `spacy train` with no --code, run
+    outside this checkout; the trained pipeline loads and finds entities."""
+    python = fresh_venv(tmp_path / "venv")
+    run([str(python), "-m", "pip", "install", "--no-index", "--no-deps", str(build_component_wheel(tmp_path / "w"))])
+    user = tmp_path / "their_project"
+    user.mkdir()
+    shutil.copy(ROOT / "configs" / "pos_ner.cfg", user / "ner.cfg")
+    encoder = make_tiny_bert(tmp_path / "encoder")
+    train, dev = toy_corpus
+    env = {**OFFLINE, "PATH": str(python.parent)}
+    run([str(python), "-m", "spacy", "train", "ner.cfg", "--output", "out", "--paths.train", str(train),
+         "--paths.dev", str(dev), "--components.transformer.model.name", str(encoder),
+         *TOY_SCHEDULE.replace("max_steps 40", "max_steps 30").split()], cwd=user, env=env)
+    check = """
+import inspect, sys, spacy
+nlp = spacy.load("out/model-best")
+print(inspect.getfile(type(nlp.get_pipe("ner"))))
+print(sum(len(doc.ents) for doc in nlp.pipe(["Anna Berg lives in Paris .", "Tom Reed works for Globex ."])))
+"""
+    component_file, n_ents = run([str(python), "-c", check], cwd=user, env=env).split()
+    assert component_file.startswith(str(tmp_path / "venv"))
+    assert int(n_ents) > 0
+
+
 def test_readme_documents_the_current_project():
     """The section `spacy project document` writes must match project.yml."""
     generated = run([sys.executable, "-m", "spacy", "project", "document", str(ROOT)])
     start = generated.index("<!-- WEASEL: AUTO-GENERATED DOCS START")
     assert generated[start:].strip() in (ROOT / "README.md").read_text(encoding="utf8")
-
-
-COMPARE = """
-epochs: 2
-seeds: [0]
-systems:
-  pos_ner:
-    config: configs/pos_ner.cfg
-  sentences:
-    config: configs/pos_ner.cfg
-    corpus: sentences
-  hf_trainer:
-    script: benchmarks/hf_token_classification.py
-    args:
-      batch_size: 8
-"""
-
-
-def test_compare_workflow(tmp_path):
-    """`spacy project run compare` with a 3-system definition: the sentence corpus is
-    made, every system is trained and scored, and the table is written."""
-    data = tmp_path / "data"
-    data.mkdir()
-    for name, n_docs, seed in [("eng.train", 8, 1), ("eng.testa", 3, 2), ("eng.testb", 3, 3)]:
-        write_conll(data / name, n_docs, seed=seed, docstart="-DOCSTART- -X- -X- O")
-    project_dir = tmp_path / "project"
-    project_dir.mkdir()
-    for name in ["project.yml", "configs", "scripts", "components", "benchmarks"]:
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, project_dir / name)
-    (project_dir / "configs" / "compare.yml").write_text(COMPARE, encoding="utf8")
-    shutil.rmtree(project_dir / "benchmarks" / "results")
-    encoder = make_tiny_bert(tmp_path / "encoder")
-    run([sys.executable, "-m", "spacy", "project", "run", "compare", str(project_dir),
-         "--vars.data_dir", str(data), "--vars.transformer", str(encoder), "--vars.gpu", "-1"])
-    sentences = list(spacy.tokens.DocBin().from_disk(project_dir / "corpus/sentences/test.spacy").get_docs(
-        spacy.blank("en").vocab))
-    assert len(sentences) == 3 * 3 and all(len(list(doc.sents)) == 1 for doc in sentences)
-    report = json.loads((project_dir / "benchmarks/results/compare.json").read_text())
-    assert [run["system"] for run in report["runs"]] == ["pos_ner", "sentences", "hf_trainer"]
-    assert report["epochs"] == 2 and report["transformer"] == str(encoder)
-    table = (project_dir / "benchmarks/results/compare.md").read_text()
-    assert all(f"| {name} | 0 |" in table for name in ["pos_ner", "sentences", "hf_trainer"])

@@ -6,11 +6,10 @@ import sys
 
 from conftest import ROOT, make_docs, write_docbin
 
-sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
-    from export_onnx import export
+    from pos_ner.onnx.export import export
 
     onnx_dir = tmp_path / "onnx"
     export(str(tiny_pipeline_dir), onnx_dir, quantize=True)

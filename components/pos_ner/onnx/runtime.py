@@ -1,14 +1,14 @@
-"""Run a pipeline exported by scripts/export_onnx.py with onnxruntime, and
+"""Run a pipeline exported by `pos_ner.onnx.export` with onnxruntime, and
 check it against the PyTorch pipeline.
 
 `OnnxNer` needs no torch: spaCy's tokenizer builds the Docs, the Hugging Face
 tokenizer makes the wordpiece windows (the same strided windows and
 offset-mapping alignment as spacy-transformers), onnxruntime runs the graph and
-the pos_ner component's own `set_annotations` does the constrained Viterbi
-decoding and sets `doc.ents`, `token.tag_` and `ent._.confidence`.
+the component's own decoding (`pos_ner.pipeline_component.set_entities`) sets
+`doc.ents` and `ent._.confidence`; the predicted tags go to `token.tag_`.
 
-As a CLI it compares both paths on a DocBin's gold tokens (entity and tag
-agreement, probability differences, seqeval F1 for fp32 and int8) and writes JSON.
+`parity` compares both paths on gold tokens (entity and tag agreement,
+probability differences, seqeval F1 for fp32 and int8).
 """
 import json
 import time
@@ -18,19 +18,14 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy
 import onnxruntime
 import spacy
-import typer
 from spacy.language import Language
 from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc, DocBin
-from spacy.util import registry
 from spacy.vocab import create_vocab
-from thinc.api import Model
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CODE = ROOT / "components" / "pos_ner.py"
-META_FILE = "onnx_meta.json"
-
-app = typer.Typer(add_completion=False)
+from ..decoding import tag_names
+from ..pipeline_component import install_extensions, set_entities
+from . import META_FILE
 
 
 def strided_windows(n_tokens: int, window: int, stride: int) -> List[Tuple[int, int]]:
@@ -47,21 +42,11 @@ def strided_windows(n_tokens: int, window: int, stride: int) -> List[Tuple[int, 
     return windows
 
 
-def pos_ner_class(code_path: Optional[Path] = None) -> type:
-    """The PosNer component class: from `code_path`, else from the code that
-    registered the pos_ner factory (e.g. an installed model package), else the repository's."""
-    if code_path is None and Language.has_factory("pos_ner"):
-        return registry.factories.get("pos_ner").__globals__["PosNer"]
-    return spacy.util.import_file("pos_ner", code_path or DEFAULT_CODE).PosNer
-
-
 class OnnxNer:
     """An exported transformer → tagger → pos_ner pipeline on onnxruntime.
     Predicted tags replace any tags the input Docs have."""
 
-    def __init__(
-        self, path: Union[str, Path], quantized: bool = False, code_path: Optional[Path] = None, threads: int = 0
-    ):
+    def __init__(self, path: Union[str, Path], quantized: bool = False, threads: int = 0):
         from transformers import AutoTokenizer
 
         path = Path(path)
@@ -79,11 +64,10 @@ class OnnxNer:
         # Not spacy.blank: it would load every installed spaCy plugin (spacy-transformers imports torch).
         self.vocab = create_vocab(self.meta["lang"], spacy.util.get_lang_class(self.meta["lang"]).Defaults)
         self.tokenizer = Tokenizer(self.vocab).from_disk(path / self.meta["spacy_tokenizer"])
-        # A PosNer only for its set_annotations (Viterbi, confidence), which uses just the model's ops.
-        self.ner = pos_ner_class(code_path)(self.vocab, Model("onnx", lambda model, X, is_train: (X, None)), name="ner")
-        self.ner.cfg["labels"] = list(self.meta["labels"])
-        if self.ner.tag_names != self.meta["ner_tags"]:
+        self.tag_names = list(self.meta["ner_tags"])
+        if tag_names(self.meta["labels"]) != self.tag_names:
             raise ValueError("the pos_ner code orders the BIO tags differently from the exported model")
+        install_extensions()
 
     def __call__(self, item: Union[str, Doc]) -> Doc:
         return next(self.pipe([item]))
@@ -107,10 +91,10 @@ class OnnxNer:
     def set_annotations(self, docs: List[Doc], tag_ids: List[numpy.ndarray], probs: List[numpy.ndarray]) -> None:
         """Set the tags, then decode the entities with pos_ner's own code."""
         labels = self.meta["tagger_labels"]
-        for doc, doc_tags in zip(docs, tag_ids):
+        for doc, doc_tags, doc_probs in zip(docs, tag_ids, probs):
             for token, tag_id in zip(doc, doc_tags):
                 token.tag_ = labels[tag_id]
-        self.ner.set_annotations(docs, probs)
+            set_entities(doc, doc_probs, self.tag_names)
 
     def predict(self, docs: Sequence[Doc]) -> Tuple[List[numpy.ndarray], List[numpy.ndarray], List[numpy.ndarray]]:
         """Per doc: tag ids, tagger scores and NER probabilities (over meta["ner_tags"])."""
@@ -171,8 +155,10 @@ def entity_set(docs: List[Doc]) -> set:
 def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> Dict:
     """Run the PyTorch pipeline `nlp` and the ONNX model(s) in `onnx_dir` on the
     gold tokens; entity agreement is |same (start, end, label)| / |union|."""
-    from evaluate import bio_tags, gold_token_docs  # the same inputs and scoring as evaluate.py
+    # Imported here: seqeval pulls in scikit-learn and SciPy, which OnnxNer does not need.
     from seqeval.metrics import f1_score
+
+    from ..evaluation.scores import bio_tags, gold_token_docs
 
     def micro_f1(docs: List[Doc]) -> float:
         return float(f1_score([bio_tags(d) for d in gold_docs], [bio_tags(d) for d in docs], zero_division=0))
@@ -223,29 +209,3 @@ def format_table(result: Dict) -> str:
                          f"{100 * r['tag_agreement']:.2f}", f"{r['max_prob_diff']:.1e}", f"{100 * r['f1']:.2f}",
                          f"{100 * r['f1_change']:+.2f}", f"{r['words_per_second']:.0f}"))
     return "\n".join("  ".join(cell.rjust(10) for cell in row) for row in rows)
-
-
-@app.command()
-def main(
-    model: str = typer.Argument(..., help="The PyTorch pipeline (directory or package) that was exported"),
-    onnx_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="scripts/export_onnx.py's OUTPUT_DIR"),
-    data_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="DocBin (.spacy) with gold entities"),
-    output_path: Path = typer.Option(..., "--output", "-o", help="Parity JSON to write"),
-    code_path: Optional[Path] = typer.Option(None, "--code", "-c", exists=True, dir_okay=False, help="Custom component code"),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N documents"),
-):
-    """Compare the ONNX export in ONNX_DIR with MODEL on DATA_PATH's gold tokens."""
-    if code_path is not None:
-        spacy.util.import_file(code_path.stem, code_path)
-    nlp = spacy.load(model)
-    gold_docs = list(DocBin().from_disk(data_path).get_docs(nlp.vocab))[:limit]
-    result = parity(nlp, onnx_dir, gold_docs, batch_size=batch_size)
-    result.update({"model": model, "onnx_dir": str(onnx_dir), "data": str(data_path)})
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    output_path.write_text(json.dumps(result, indent=2), encoding="utf8")
-    typer.echo(format_table(result))
-
-
-if __name__ == "__main__":
-    app()

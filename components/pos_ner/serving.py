@@ -1,28 +1,24 @@
 """HTTP API for a trained pipeline (FastAPI + uvicorn).
 
 POST /ner with {"text": "..."} or {"texts": ["...", ...]} returns
-{"results": [{"entities": [...]}, ...]}, entities as scripts/predict.py writes
+{"results": [{"entities": [...]}, ...]}, entities as `pos-ner predict` writes
 them. GET /health says which model is loaded; GET /metrics is for Prometheus.
 Client errors get 400/413/422 and {"error": kind, "field": ..., "message": ...}.
 """
 import json
 import threading
 import time
-from pathlib import Path
 from typing import List, Optional
 
-import typer
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from spacy.language import Language
 
-from predict import doc_to_entities, json_type, load_pipeline
+from .io.records import doc_to_entities, json_type
 
 ENDPOINTS = ("/ner", "/health", "/metrics")
-cli = typer.Typer(add_completion=False)
 
 
 class ApiError(Exception):
@@ -144,24 +140,3 @@ def create_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-@cli.command()
-def main(
-    model: str = typer.Argument(..., envvar="NER_MODEL", help="Pipeline directory or installed package name"),
-    code_path: Optional[Path] = typer.Option(None, "--code", "-c", envvar="NER_CODE", exists=True, dir_okay=False),
-    host: str = typer.Option("127.0.0.1", envvar="NER_HOST"),
-    port: int = typer.Option(8000, envvar="NER_PORT"),
-    max_texts: int = typer.Option(64, envvar="NER_MAX_TEXTS", min=1, help="Most texts per request"),
-    max_chars: int = typer.Option(10_000, envvar="NER_MAX_CHARS", min=1, help="Most characters per text"),
-    max_body_bytes: int = typer.Option(4 * 1024 * 1024, envvar="NER_MAX_BODY_BYTES", min=1),
-    batch_size: int = typer.Option(32, envvar="NER_BATCH_SIZE", min=1),
-):
-    """Serve MODEL's entities over HTTP."""
-    nlp = load_pipeline(model, code_path)
-    app = create_app(nlp, model, max_texts, max_chars, max_body_bytes, batch_size)
-    uvicorn.run(app, host=host, port=port)
-
-
-if __name__ == "__main__":
-    cli()

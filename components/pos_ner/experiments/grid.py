@@ -1,29 +1,27 @@
-"""Grid search over training hyperparameters: one spaCy training run
-(scripts/train.py in a subprocess) per grid point, bookkept by Optuna's
-GridSampler in SQLite. Run the same command again to resume an interrupted
-search: finished points are never trained again, crashed or interrupted ones are.
+"""Grid search over training hyperparameters: one run of the experiment runner
+(`runner.run_experiment`) per grid point, bookkept by Optuna's GridSampler in
+SQLite. Run the same command again to resume an interrupted search: finished
+points are never trained again, crashed or interrupted ones are.
 
+Points are ranked by the seqeval micro F1 of model-best on the gold tokens of
+the dev corpus (`paths.dev`), the same number `evaluate` and `compare` report.
 Writes OUTPUT/trial_NNN/ (one training each), OUTPUT/results.md and
 OUTPUT/results.csv (finished points ranked by dev entity F1, rewritten as each
 point finishes) and OUTPUT/best.cfg (the base config with the best point's values).
 """
 import csv
 import json
-import subprocess
-import sys
 from math import prod
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import optuna
 import srsly
-import typer
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 from spacy.util import load_config
 
-TRAIN = Path(__file__).parent / "train.py"
-app = typer.Typer(add_completion=False)
+from .runner import micro_f1, run_experiment
 
 
 def load_grid(path: Path) -> Dict:
@@ -68,20 +66,18 @@ def requeue_failed(study: optuna.Study) -> None:
             settled.add(key(trial))
 
 
-def train_point(trial: Trial, config: Path, output: Path, definition: Dict, train_args: List[str]) -> float:
-    """Train the trial's grid point; its dev entity F1 from model-best/meta.json."""
+def train_point(trial: Trial, config: Path, output: Path, definition: Dict,
+                overrides: Mapping[str, Any], gpu: str) -> float:
+    """Train the trial's grid point; its dev micro F1 (seqeval, gold tokens)."""
     params = {name: trial.suggest_categorical(name, values) for name, values in definition["grid"].items()}
     folder = output / f"trial_{trial.number:03d}"
     trial.set_user_attr("output", str(folder))
-    overrides = {**definition["overrides"], **params, "paths.log": str(folder / "log.jsonl")}
-    command = [sys.executable, str(TRAIN), str(config), "--output", str(folder), *train_args]
-    for name, value in overrides.items():
-        command += [f"--{name}", json.dumps(value)]
-    subprocess.run(command, check=True)
-    performance = srsly.read_json(folder / "model-best" / "meta.json")["performance"]
-    trial.set_user_attr("ents_p", performance["ents_p"])
-    trial.set_user_attr("ents_r", performance["ents_r"])
-    return performance["ents_f"]
+    dev = Path(overrides["paths.dev"])
+    result = run_experiment(config, folder, {**definition["overrides"], **overrides, **params}, {"dev": dev}, gpu)
+    micro = result["dev"]["entities"]["micro"]
+    trial.set_user_attr("ents_p", micro["precision"])
+    trial.set_user_attr("ents_r", micro["recall"])
+    return micro_f1(result["dev"])
 
 
 def write_results(study: optuna.Study, config: Path, output: Path, definition: Dict) -> None:
@@ -98,41 +94,22 @@ def write_results(study: optuna.Study, config: Path, output: Path, definition: D
     n_points = prod(len(values) for values in definition["grid"].values())
     cells = [[f"{100 * v:.2f}" if i in (2, 3, 4) else str(v) for i, v in enumerate(row)] for row in rows]
     lines = [f"# Grid search: {config}", "", f"{len(trials)} of {n_points} points finished, "
-             "ranked by dev entity F1 (%, from model-best/meta.json).", "",
+             "ranked by dev entity micro F1 (%, seqeval on the gold tokens, model-best).", "",
              "| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
              *["| " + " | ".join(row) + " |" for row in cells], ""]
     (output / "results.md").write_text("\n".join(lines), encoding="utf8")
     load_config(config, overrides=trials[0].params).to_disk(output / "best.cfg")
 
 
-def run_grid(config: Path, grid_path: Path, output: Path, db: Optional[Path] = None,
-             train_args: List[str] = ()) -> None:
-    """Train every grid point that has not finished yet, writing the results after each."""
+def run_grid(config: Path, grid_path: Path, output: Path, overrides: Mapping[str, Any],
+             db: Optional[Path] = None, gpu: str = "auto") -> None:
+    """Train every grid point that has not finished yet, writing the results after each.
+    `overrides` apply to every point and must name the dev corpus (`paths.dev`)."""
+    if "paths.dev" not in overrides:
+        raise ValueError("the grid ranks by dev F1: give the dev corpus with --paths.dev")
     definition = {**load_grid(grid_path), "config": str(config)}
     study = open_study(db or output / "grid.db", definition)
     requeue_failed(study)
     while not study.sampler.is_exhausted(study) or study.get_trials(states=(TrialState.WAITING,)):
-        study.optimize(lambda trial: train_point(trial, config, output, definition, list(train_args)), n_trials=1)
+        study.optimize(lambda trial: train_point(trial, config, output, definition, overrides, gpu), n_trials=1)
         write_results(study, config, output, definition)
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def main(
-    ctx: typer.Context,
-    config_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Base training config"),
-    grid_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Grid definition (YAML)"),
-    output: Path = typer.Option(Path("training/grid"), "--output", "-o", help="Folder for the trials and results"),
-    db: Optional[Path] = typer.Option(None, "--db", help="Optuna SQLite file (default: OUTPUT/grid.db)"),
-):
-    """Grid-search CONFIG_PATH over GRID_PATH. Other options (--code, --gpu,
-    --paths.train, --section.key value ...) are passed to scripts/train.py."""
-    try:
-        run_grid(config_path, grid_path, output, db, ctx.args)
-    except (ValueError, subprocess.CalledProcessError) as error:
-        typer.echo(f"{error}\nFix it and run the same command again to resume the search.", err=True)
-        raise typer.Exit(1)
-    typer.echo((output / "results.md").read_text(encoding="utf8"))
-
-
-if __name__ == "__main__":
-    app()

@@ -1,28 +1,22 @@
-"""Score a trained pipeline on a DocBin with seqeval and write a metrics JSON,
-optionally with a report folder: report.md (the most frequent errors, with
-examples), confusion.png and training.png (see report.py).
+"""Score a pipeline on gold Docs with seqeval: per-type and averaged entity
+scores, the token confusion matrix, entity error kinds and a Markdown error
+report (figures: `pos_ner.evaluation.plots`).
 
 Predictions are made on the gold tokens, so entity and token scores are
 computed over exactly the corpus' tokens, as conlleval does.
 """
-import json
 import time
 from collections import Counter
 from itertools import islice
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import spacy
-import typer
 from seqeval.metrics import accuracy_score, classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import confusion_matrix
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 
-from report import plot_confusion, plot_training
-
-app = typer.Typer(add_completion=False)
 
 # What happens to a gold entity that is not predicted exactly; "spurious" is a
 # predicted entity that overlaps no gold entity.
@@ -192,43 +186,3 @@ def error_report(metrics: Dict, gold_docs: List[Doc], predicted: List[Doc], top:
                     for gold, pred, i in islice(found, n_examples)]
         lines += section(f"{g_tag} → {p_tag}", n, examples)
     return "\n".join(lines)
-
-
-@app.command()
-def main(
-    model: str = typer.Argument(..., help="Pipeline directory or installed package name"),
-    data_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="DocBin (.spacy) with gold entities"),
-    output_path: Path = typer.Option(..., "--output", "-o", help="Metrics JSON to write"),
-    code_path: Optional[Path] = typer.Option(None, "--code", "-c", exists=True, help="Custom component code"),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    report_dir: Optional[Path] = typer.Option(
-        None, "--report-dir", file_okay=False, help="Write report.md and confusion.png (and training.png) here"),
-    training_log: Optional[Path] = typer.Option(
-        None, "--training-log", exists=True, dir_okay=False, help="JSONL log of the training (for training.png)"),
-):
-    """Evaluate MODEL on DATA_PATH and write seqeval metrics to OUTPUT_PATH."""
-    if training_log is not None and report_dir is None:
-        raise typer.BadParameter("needs --report-dir", param_hint="--training-log")
-    if code_path is not None:
-        spacy.util.import_file(code_path.stem, code_path)
-    nlp = spacy.load(model)
-    gold_docs = list(DocBin().from_disk(data_path).get_docs(nlp.vocab))
-    metrics, predicted = evaluate(nlp, gold_docs, batch_size=batch_size)
-    metrics.update({"model": model, "data": str(data_path)})
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    output_path.write_text(json.dumps(metrics, indent=2), encoding="utf8")
-    typer.echo(format_table(metrics))
-    if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        markdown = error_report(metrics, gold_docs, predicted)
-        plot_confusion(metrics["confusion"], report_dir / "confusion.png")
-        markdown += "\n## Figures\n\n![Confusion matrices](confusion.png)\n"
-        if training_log is not None:
-            plot_training(training_log, report_dir / "training.png")
-            markdown += "\n![Training curves](training.png)\n"
-        (report_dir / "report.md").write_text(markdown, encoding="utf8")
-        typer.echo(f"Report: {report_dir / 'report.md'}")
-
-
-if __name__ == "__main__":
-    app()

@@ -3,7 +3,7 @@
 The graph takes the wordpiece windows (input_ids, attention_mask, and
 token_type_ids where the tokenizer makes them) plus, per spaCy token, the
 indices and weights of its wordpieces (spacy-transformers' reduce_mean
-alignment, built in Python by scripts/onnx_pipeline.py). It runs the encoder,
+alignment, built in Python by `pos_ner.onnx.runtime`). It runs the encoder,
 mean-pools the token vectors, predicts the POS tags, looks up the TAG feature
 embedding of each predicted tag in a table precomputed with the component's own
 MultiHashEmbed + Maxout + LayerNorm, and returns the NER probabilities.
@@ -19,14 +19,12 @@ from typing import Dict, List, Optional, Tuple
 import numpy
 import spacy
 import torch
-import typer
 from spacy.language import Language
 from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc
 
-app = typer.Typer(add_completion=False)
+from . import META_FILE
 
-META_FILE = "onnx_meta.json"
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 STRIDED_SPANS = "spacy-transformers.strided_spans.v1"
@@ -96,7 +94,7 @@ def softmax_params(layer) -> Tuple[numpy.ndarray, numpy.ndarray]:
 def tag_table(nlp: Language, ner, tag_labels: List[str]) -> numpy.ndarray:
     """The feature embedding the ner model computes for a token tagged with
     each tagger label, one row per label."""
-    embed = ner.model.get_ref("tok2vec").layers[1]  # concat_per_doc(listener, MultiHashEmbed)
+    embed = ner.model.get_ref("features")
     doc = Doc(nlp.vocab, words=[f"w{i}" for i in range(len(tag_labels))], tags=tag_labels)
     return numpy.ascontiguousarray(embed.ops.to_numpy(embed.predict([doc])[0]), dtype="float32")
 
@@ -181,26 +179,3 @@ def export(model: str, output_dir: Path, opset: int = 18, quantize: bool = False
     }
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf8")
     return meta
-
-
-@app.command()
-def main(
-    model: str = typer.Argument(..., help="Pipeline directory or installed package name"),
-    output_dir: Path = typer.Argument(..., help="Folder for the ONNX model, tokenizers and meta"),
-    code_path: Optional[Path] = typer.Option(None, "--code", "-c", exists=True, dir_okay=False, help="Custom component code"),
-    opset: int = typer.Option(18, "--opset", min=18, help="ONNX opset (torch's exporter starts at 18)"),
-    quantize: bool = typer.Option(False, "--quantize", help="Also write a dynamic int8 model (model.int8.onnx)"),
-):
-    """Export MODEL's encoder, tagger and pos_ner classifier to OUTPUT_DIR as ONNX."""
-    if code_path is not None:
-        spacy.util.import_file(code_path.stem, code_path)
-    try:
-        meta = export(model, output_dir, opset=opset, quantize=quantize)
-    except ValueError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(1)
-    typer.echo(f"wrote {', '.join(meta['models'].values())} to {output_dir}")
-
-
-if __name__ == "__main__":
-    app()

@@ -1,24 +1,23 @@
-"""Fail early, saying what to do, when the training data is not where the project looks."""
 from pathlib import Path
 from typing import List
 
 import typer
 
+from ._util import app, fail
 
-def main(data_dir: Path, file_names: List[str]):
-    """Check that each of FILE_NAMES exists in DATA_DIR."""
+
+@app.command("check-data")
+def check_data_cli(
+    data_dir: Path = typer.Argument(..., help="Folder that should hold the files"),
+    file_names: List[str] = typer.Argument(..., help="File names expected in DATA_DIR"),
+) -> None:
+    """Check that each of FILE_NAMES is in DATA_DIR, and say how to point to them if not."""
     missing = [name for name in file_names if not (data_dir / name).is_file()]
     if missing:
-        typer.echo(
+        fail(
             f"Data not found: {', '.join(str(data_dir / name) for name in missing)}\n"
             f"Put {', '.join(file_names)} in one folder and pass it to the project, e.g.\n"
             f"  spacy project run all . --vars.data_dir /path/to/conll2003\n"
-            f"(`spacy project assets` then verifies the files' checksums.)",
-            err=True,
+            f"(`spacy project assets` then verifies the files' checksums.)"
         )
-        raise typer.Exit(1)
     typer.echo(f"Found {', '.join(file_names)} in {data_dir}")
-
-
-if __name__ == "__main__":
-    typer.run(main)

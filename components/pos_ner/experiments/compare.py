@@ -1,42 +1,44 @@
-"""Train and score the systems of configs/compare.yml on the same encoder, data,
-number of epochs and seeds, and print one table (project workflow `compare`).
+"""Train and score the systems of a comparison definition (configs/compare.yml)
+on the same encoder, data, number of epochs and seeds, and make one table
+(project workflow `compare`).
 
-Each run trains for the epoch budget (spaCy systems through scripts/train.py with
-config overrides, the Hugging Face baseline through its own script), then is
-scored by scripts/evaluate.py's seqeval code on the gold tokens of dev and test.
-A run whose result file exists is not re-run, so an interrupted comparison resumes.
-Writes one JSON per run, benchmarks/results/compare.json and compare.md.
+spaCy systems run through the experiment runner (`runner.run_experiment`: their
+config plus overrides, then `evaluate`'s seqeval scoring of model-last on the
+gold tokens of dev and test); a `script` system (the Hugging Face baseline)
+trains and scores itself with the same seqeval functions. Paths in the
+definition are relative to the working directory (the project's folder). A run
+whose result file exists is not re-run, so an interrupted comparison resumes.
 """
 import json
 import platform
 import statistics
-import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import spacy
 import srsly
-import typer
 from spacy.tokens import DocBin
 from spacy.util import load_config, registry
 
-ROOT = Path(__file__).resolve().parent.parent
+from .runner import RunFailed, micro_f1, run_command, run_experiment
+
 TYPES = ("LOC", "MISC", "ORG", "PER")
 
-app = typer.Typer(add_completion=False)
+
+class DefinitionError(ValueError):
+    """A comparison definition or request that cannot be run; the message says why."""
 
 
 def load_definition(path: Path) -> Dict:
     definition = srsly.read_yaml(path)
     for key in ("epochs", "seeds", "systems"):
         if key not in definition:
-            raise typer.BadParameter(f"{path}: missing '{key}'")
+            raise DefinitionError(f"{path}: missing '{key}'")
     for name, system in definition["systems"].items():
         if ("config" in system) == ("script" in system):
-            raise typer.BadParameter(f"{path}: system '{name}' needs exactly one of 'config' or 'script'")
+            raise DefinitionError(f"{path}: system '{name}' needs exactly one of 'config' or 'script'")
     return definition
 
 
@@ -45,7 +47,7 @@ def runs(definition: Dict, only: Optional[List[str]], seeds: Optional[List[int]]
     names = list(definition["systems"])
     unknown = sorted(set(only or []) - set(names))
     if unknown:
-        raise typer.BadParameter(f"unknown systems {unknown}; known: {names}", param_hint="--only")
+        raise DefinitionError(f"--only: unknown systems {unknown}; known: {names}")
     selected = [n for n in names if not only or n in only]
     return [
         {"system": name, "seed": seed}
@@ -66,25 +68,13 @@ def steps_per_epoch(config_path: Path, train_path: Path) -> int:
     return sum(1 for _ in batcher(docs))
 
 
-def run_command(command: List[str], log_path: Path) -> float:
-    """Run `command` with its output in `log_path`; the wall seconds it took."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with log_path.open("w", encoding="utf8") as log:
-        result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed (exit {result.returncode}); see {log_path}")
-    return time.perf_counter() - start
-
-
-def train_spacy(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict,
-                transformer: str, gpu: str, out: Path) -> float:
-    config = ROOT / system["config"]
+def spacy_overrides(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict, transformer: str) -> Dict:
+    """The shared budget as config overrides, then the system's own."""
+    config = Path(system["config"])
     steps = steps_per_epoch(config, corpus["train"]) * definition["epochs"]
-    overrides = {
+    return {
         "paths.train": str(corpus["train"]),
         "paths.dev": str(corpus["dev"]),
-        "paths.log": str(out / "log.jsonl"),
         "components.transformer.model.name": transformer,
         "system.seed": seed,
         "training.max_epochs": definition["epochs"],
@@ -97,39 +87,30 @@ def train_spacy(system: Dict, seed: int, corpus: Dict[str, Path], definition: Di
         "training.optimizer.learn_rate.warmup_steps": round(steps * definition.get("warmup_share", 0.1)),
         **system.get("overrides", {}),
     }
-    (out / "log.jsonl").unlink(missing_ok=True)
-    command = [sys.executable, "scripts/train.py", str(config), "--output", str(out),
-               "--code", "components/pos_ner.py", "--gpu", gpu]
-    for key, value in overrides.items():
-        command += [f"--{key}", json.dumps(value)]
-    return run_command(command, out / "train.log")
 
 
-def train_script(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict,
-                 transformer: str, gpu: str, out: Path) -> float:
+def run_script(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict,
+               transformer: str, gpu: str, out: Path) -> Dict[str, Any]:
+    """Train and score a `script` system; the same result shape as `run_experiment`."""
     command = [sys.executable, system["script"], "train", transformer, str(corpus["train"]), str(out / "model"),
                "--epochs", str(definition["epochs"]), "--seed", str(seed),
                "--warmup-share", str(definition.get("warmup_share", 0.1)), "--gpu", gpu]
     for key, value in system.get("args", {}).items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    return run_command(command, out / "train.log")
-
-
-def score(system: Dict, out: Path, data: Path, metrics_path: Path) -> Dict:
-    if "script" in system:
-        command = [sys.executable, system["script"], "evaluate", str(out / "model"), str(data),
+    result: Dict[str, Any] = {"train_seconds": run_command(command, out / "train.log")}
+    for split in ("dev", "test"):
+        metrics_path = out / f"{split}.json"
+        command = [sys.executable, system["script"], "evaluate", str(out / "model"), str(corpus[split]),
                    "--output", str(metrics_path)]
-    else:
-        command = [sys.executable, "scripts/evaluate.py", str(out / "model-last"), str(data),
-                   "--output", str(metrics_path), "--code", "components/pos_ner.py"]
-    run_command(command, metrics_path.with_suffix(".log"))
-    return json.loads(metrics_path.read_text(encoding="utf8"))
+        run_command(command, metrics_path.with_suffix(".log"))
+        result[split] = json.loads(metrics_path.read_text(encoding="utf8"))
+    return result
 
 
 def summary(metrics: Dict) -> Dict:
     entities = metrics["entities"]
     return {
-        "f1": entities["micro"]["f1-score"],
+        "f1": micro_f1(metrics),
         "per_type": {t: entities["per_type"][t]["f1-score"] for t in TYPES if t in entities["per_type"]},
         "words_per_second": metrics["words_per_second"],
     }
@@ -142,15 +123,19 @@ def run_one(run: Dict, definition: Dict, corpora: Dict[str, Dict[str, Path]], tr
     out = workdir / name
     result_path = out / "result.json"
     if result_path.exists():
-        typer.echo(f"{name}: done before, kept ({result_path})")
+        print(f"{name}: done before, kept ({result_path})", flush=True)
         return json.loads(result_path.read_text(encoding="utf8"))
     corpus = corpora[system.get("corpus", "documents")]
-    typer.echo(f"{name}: training ...")
-    train = train_script if "script" in system else train_spacy
-    seconds = train(system, run["seed"], corpus, definition, transformer, gpu, out)
+    print(f"{name}: training ...", flush=True)
+    if "script" in system:
+        outcome = run_script(system, run["seed"], corpus, definition, transformer, gpu, out)
+    else:
+        overrides = spacy_overrides(system, run["seed"], corpus, definition, transformer)
+        splits = {split: corpus[split] for split in ("dev", "test")}
+        outcome = run_experiment(Path(system["config"]), out, overrides, splits, gpu, model="model-last")
+    seconds = outcome["train_seconds"]
     train_words = corpus_words(corpus["train"]) * definition["epochs"]
-    dev = summary(score(system, out, corpus["dev"], out / "dev.json"))
-    test = summary(score(system, out, corpus["test"], out / "test.json"))
+    dev, test = summary(outcome["dev"]), summary(outcome["test"])
     result = {
         **run,
         "train_minutes": seconds / 60,
@@ -162,8 +147,8 @@ def run_one(run: Dict, definition: Dict, corpora: Dict[str, Dict[str, Path]], tr
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     result_path.write_text(json.dumps(result, indent=2), encoding="utf8")
-    typer.echo(f"{name}: dev F1 {100 * dev['f1']:.2f}, test F1 {100 * test['f1']:.2f}, "
-               f"{result['train_minutes']:.1f} min")
+    print(f"{name}: dev F1 {100 * dev['f1']:.2f}, test F1 {100 * test['f1']:.2f}, "
+          f"{result['train_minutes']:.1f} min", flush=True)
     return result
 
 
@@ -216,20 +201,11 @@ def format_markdown(rows: List[Dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@app.command()
-def main(
-    definition_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="configs/compare.yml"),
-    transformer: str = typer.Option(..., "--transformer", help="Encoder: Hugging Face name or local folder"),
-    corpus_dir: Path = typer.Option(Path("corpus"), "--corpus", help="train/dev/test.spacy (documents)"),
-    sentences_dir: Path = typer.Option(Path("corpus/sentences"), "--sentences",
-                                       help="train/dev/test.spacy with one sentence per doc"),
-    workdir: Path = typer.Option(Path("training/compare"), "--workdir", help="One folder per run"),
-    output: Path = typer.Option(Path("benchmarks/results/compare.json"), "--output", "-o"),
-    gpu: str = typer.Option("auto", "--gpu"),
-    only: Optional[List[str]] = typer.Option(None, "--only", help="Run only these systems (repeatable)"),
-    seeds: Optional[List[int]] = typer.Option(None, "--seed", help="Run only these seeds (repeatable)"),
-):
-    """Train, score and tabulate every system of DEFINITION_PATH; resumable."""
+def compare(definition_path: Path, transformer: str, corpus_dir: Path, sentences_dir: Path, workdir: Path,
+            output: Path, gpu: str = "auto", only: Optional[List[str]] = None,
+            seeds: Optional[List[int]] = None) -> Dict:
+    """Run (or resume) every planned run, then write `output` (JSON) and its .md
+    table; returns the report, whose "failed" lists the runs that failed."""
     definition = load_definition(definition_path)
     corpora = {
         kind: {split: (folder / f"{split}.spacy").resolve() for split in ("train", "dev", "test")}
@@ -240,13 +216,13 @@ def main(
     missing = [str(path) for kind in corpora if kind in needed
                for path in corpora[kind].values() if not path.exists()]
     if missing:
-        raise typer.BadParameter(f"{', '.join(missing)} do(es) not exist (run the convert steps first)")
+        raise DefinitionError(f"{', '.join(missing)} do(es) not exist (run the convert steps first)")
     results, failures = [], []
     for run in planned:
         try:
             results.append(run_one(run, definition, corpora, transformer, gpu, workdir.resolve()))
-        except RuntimeError as error:  # the other runs still go ahead; the exit status says so
-            typer.echo(f"{run['system']}-seed{run['seed']}: FAILED: {error}", err=True)
+        except RunFailed as error:  # the other runs still go ahead; the caller's exit status says so
+            print(f"{run['system']}-seed{run['seed']}: FAILED: {error}", file=sys.stderr, flush=True)
             failures.append({**run, "error": str(error)})
     rows = aggregate(results, definition)
     markdown = format_markdown(rows)
@@ -263,12 +239,5 @@ def main(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2), encoding="utf8")
     output.with_suffix(".md").write_text(markdown, encoding="utf8")
-    typer.echo(markdown)
-    if failures:
-        names = ", ".join(f"{f['system']}-seed{f['seed']}" for f in failures)
-        typer.echo(f"{len(failures)} run(s) failed: {names}", err=True)
-        raise typer.Exit(1)
-
-
-if __name__ == "__main__":
-    app()
+    report["markdown"] = markdown
+    return report

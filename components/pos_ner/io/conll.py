@@ -1,4 +1,5 @@
-"""Convert one NER-annotated file (CoNLL-2003, two-column or CSV) to a spaCy DocBin."""
+"""Read NER-annotated files (CoNLL-2003, two-column or CSV; IOB1 or IOB2) into
+spaCy Docs, with `path:line: reason` errors for bad input."""
 
 import csv
 import os
@@ -7,9 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
-import typer
 from spacy.tokens import Doc, DocBin
 from spacy.training.iob_utils import biluo_tags_to_spans, iob_to_biluo
 from spacy.vocab import Vocab
@@ -257,49 +257,3 @@ def summarize(docs: list[Doc], scheme: str) -> str:
     ]
     rows += [(f"  {label}", count) for label, count in sorted(labels.items())]
     return f"tag scheme: {scheme}\n" + "\n".join(f"{name:<12}{count:>8}" for name, count in rows)
-
-
-def main(
-    input_file: Path = typer.Argument(..., metavar="INPUT", help="Annotated input file."),
-    output_file: Path = typer.Argument(..., metavar="OUTPUT", help="Output .spacy file."),
-    fmt: InputFormat = typer.Option(
-        InputFormat.auto, "--format", help="Input format; auto detects from extension/content."
-    ),
-    scheme: Scheme = typer.Option(
-        Scheme.auto,
-        "--scheme",
-        help="Tag scheme; iob2 rejects an I- tag that starts an entity, auto detects.",
-    ),
-    n_sents: Optional[int] = typer.Option(
-        None,
-        "--n-sents",
-        min=1,
-        help=f"Sentences per document. Without -DOCSTART- lines: default {DEFAULT_N_SENTS}. "
-        "With them: documents follow -DOCSTART-, split into chunks of N only if given.",
-    ),
-) -> None:
-    """Convert CoNLL-2003, two-column or CSV NER data to a spaCy DocBin."""
-    try:
-        documents = read_documents(input_file, fmt.value, scheme.value, n_sents)
-        docs = make_docs(documents)
-        write_docbin(docs_to_docbin(docs), output_file)
-    except ConversionError as error:
-        fail(str(error))
-    except OSError as error:
-        fail(f"{output_file}: {error.strerror or error}")
-    sentences = [sentence for document in documents for sentence in document]
-    used_scheme = detect_scheme(sentences) if scheme == Scheme.auto else scheme.value
-    typer.echo(f"Wrote {output_file}")
-    typer.echo(summarize(docs, used_scheme))
-
-
-def fail(message: str) -> NoReturn:
-    """Print a one-line error to stderr and exit with status 1."""
-    typer.echo(message, err=True)
-    raise typer.Exit(code=1)
-
-app = typer.Typer(add_completion=False)
-app.command()(main)
-
-if __name__ == "__main__":
-    app()

@@ -1,27 +1,22 @@
-"""Run a trained pipeline over plain text or JSONL and write one JSONL record
-of entities per input record, streaming (constant memory).
+"""Input and output records of `pos-ner predict` (and the entities the HTTP
+API returns).
 
 Inputs: plain text (one document per line; an empty line is an empty document
 with no entities, so output line N is input line N), JSONL with a "text" field,
 or JSONL with a pre-tokenized "tokens" list. JSONL records keep their other
 fields; blank JSONL lines are not records and are ignored. Bad records are
-reported on stderr as INPUT:LINE: reason, then skipped or fatal (--on-error).
+reported as INPUT:LINE: reason, then skipped or fatal (--on-error).
 """
 import codecs
 import json
-import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-import spacy
-import typer
 from spacy.language import Language
 from spacy.tokens import Doc, Span
-from tqdm import tqdm
 
-app = typer.Typer(add_completion=False)
+from ..pipeline_component import CONFIDENCE_ATTR
 
 
 class Format(str, Enum):
@@ -40,17 +35,10 @@ class BadRecord(ValueError):
     """An input record that cannot be processed; the message says why."""
 
 
-def load_pipeline(model: str, code_path: Optional[Path] = None) -> Language:
-    """`spacy.load` a directory or package, importing custom code first."""
-    if code_path is not None:
-        spacy.util.import_file(code_path.stem, code_path)
-    return spacy.load(model)
-
-
 def doc_to_entities(doc: Doc, with_tokens: bool = False) -> List[Dict]:
     """The entities of `doc` as JSON-ready dicts (confidence is None for
     pipelines without `span._.confidence`); `with_tokens` adds token indices."""
-    has_confidence = Span.has_extension("confidence")
+    has_confidence = Span.has_extension(CONFIDENCE_ATTR)
     entities = []
     for ent in doc.ents:
         entity = {
@@ -58,7 +46,7 @@ def doc_to_entities(doc: Doc, with_tokens: bool = False) -> List[Dict]:
             "end_char": ent.end_char,
             "text": ent.text,
             "label": ent.label_,
-            "confidence": ent._.confidence if has_confidence else None,
+            "confidence": ent._.get(CONFIDENCE_ATTR) if has_confidence else None,
         }
         if with_tokens:
             entity.update(start=ent.start, end=ent.end)
@@ -143,71 +131,3 @@ def read_records(
 def to_input(nlp: Language, record: Dict, fmt: Format):
     """What `nlp.pipe` takes for a record: its text, or a Doc of its tokens."""
     return Doc(nlp.vocab, words=record["tokens"]) if fmt == Format.tokens else record["text"]
-
-
-@app.command()
-def main(
-    model: str = typer.Argument(..., help="Pipeline directory or installed package name"),
-    input_path: str = typer.Argument(..., help="Text or JSONL file, '-' for stdin"),
-    output_path: str = typer.Argument(..., help="JSONL file to write, '-' for stdout"),
-    code_path: Optional[Path] = typer.Option(None, "--code", "-c", exists=True, dir_okay=False, help="Custom component code"),
-    fmt: Format = typer.Option(Format.auto, "--format", "-f", help="auto: .jsonl/.json by their first record, else text"),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    on_error: OnError = typer.Option(OnError.skip, "--on-error", help="skip bad records or stop at the first one"),
-):
-    """Write the entities MODEL finds in each INPUT record to OUTPUT (JSONL)."""
-    from_stdin = input_path == "-"
-    if not from_stdin and not Path(input_path).is_file():
-        typer.echo(f"{input_path}: no such file", err=True)
-        raise typer.Exit(2)
-    nlp = load_pipeline(model, code_path)
-    if fmt == Format.auto:
-        fmt = Format.text if from_stdin else detect_format(Path(input_path))
-    skipped = 0
-
-    def report(line_no: int, reason: str) -> None:
-        nonlocal skipped
-        tqdm.write(f"{input_path}:{line_no}: {reason}", file=sys.stderr)
-        if on_error == OnError.fail:
-            raise BadRecord(reason)
-        skipped += 1
-
-    source = sys.stdin.buffer if from_stdin else open(input_path, "rb")
-    to_stdout = output_path == "-"
-    if not to_stdout:
-        Path(output_path).parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = Path(output_path).with_name(f".{Path(output_path).name}.{os.getpid()}.tmp")
-    out = sys.stdout.buffer if to_stdout else open(tmp_path, "xb")
-    size = None if from_stdin else os.fstat(source.fileno()).st_size
-    bar = tqdm(total=size, unit="B", unit_scale=True, disable=True if from_stdin else None, file=sys.stderr)
-    written, done = 0, False
-    try:
-        records = read_records(source, fmt, nlp.max_length, report)
-        inputs = ((to_input(nlp, record, fmt), (record, offset)) for record, offset in records)
-        for doc, (record, offset) in nlp.pipe(inputs, batch_size=batch_size, as_tuples=True):
-            record["entities"] = doc_to_entities(doc, with_tokens=fmt == Format.tokens)
-            out.write(json.dumps(record, ensure_ascii=False).encode("utf8") + b"\n")
-            written += 1
-            bar.update(offset - bar.n)
-        done = True
-    except BadRecord:
-        kept = "" if to_stdout else f"; {output_path} not written"
-        typer.echo(f"stopped at the first bad record (--on-error fail){kept}", err=True)
-        raise typer.Exit(1)
-    finally:
-        bar.close()
-        if not from_stdin:
-            source.close()
-        if to_stdout:
-            out.flush()
-        else:
-            out.close()
-            if done:
-                os.replace(tmp_path, output_path)
-            else:
-                tmp_path.unlink()
-    typer.echo(f"wrote {written} records, skipped {skipped} bad records", err=True)
-
-
-if __name__ == "__main__":
-    app()

@@ -1,0 +1,4 @@
+from .cli import setup_cli
+
+if __name__ == "__main__":
+    setup_cli()

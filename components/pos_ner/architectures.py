@@ -1,0 +1,64 @@
+"""The registered model architecture of the `pos_ner` component."""
+
+from typing import List, Optional
+
+from spacy.ml.models import MultiHashEmbed
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Config, Model, Softmax_v2, chain, glorot_uniform_init, with_array
+from thinc.types import Floats2d
+
+from .layers import concat_per_doc
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "pos_ner.PosNerModel.v1"
+features = ["TAG"]
+feature_width = 64
+feature_rows = 200
+
+[model.tok2vec]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+upstream = "*"
+
+[model.tok2vec.pooling]
+@layers = "reduce_mean.v1"
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+@registry.architectures("pos_ner.PosNerModel.v1")
+def build_pos_ner_model(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    features: List[str],
+    feature_width: int,
+    feature_rows: int,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Token vectors from `tok2vec`, concatenated with an embedding of the
+    token attributes in `features` (e.g. TAG, SHAPE), go through a softmax over
+    BIO tags. `feature_width = 0` or no features leaves the embedding out.
+
+    Named refs: "tok2vec" (what feeds the softmax), "features" (the feature
+    embedding, when there is one) and "output_layer" (the softmax).
+
+    The softmax weights start random, not at zero as in spaCy's tagger: a zero
+    output layer passes no gradient back, so the encoder would learn only the
+    tagger's objective until the weights grow (benchmarks/RESULTS.md)."""
+    embed = None
+    if feature_width > 0 and features:
+        embed = MultiHashEmbed(
+            width=feature_width,
+            attrs=features,
+            rows=[feature_rows] * len(features),
+            include_static_vectors=False,
+        )
+        tok2vec = concat_per_doc(tok2vec, embed)
+    output = Softmax_v2(nO, init_W=glorot_uniform_init)
+    model: Model[List[Doc], List[Floats2d]] = chain(tok2vec, with_array(output))
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("output_layer", output)
+    if embed is not None:
+        model.set_ref("features", embed)
+    return model

@@ -1,0 +1,176 @@
+"""The `pos_ner` pipeline component: predicts a BIO tag per token from the
+model in `architectures`, decodes a valid entity sequence (`decoding`), and sets
+`doc.ents` with each entity's `span._.confidence`.
+
+Registered with spaCy through this package's `spacy_factories` entry point, so
+configs that name `factory = "pos_ner"` need no `--code`.
+"""
+
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.scorer import get_ner_prf
+from spacy.tokens import Doc, Span
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.training.iob_utils import biluo_to_iob
+from spacy.vocab import Vocab
+from thinc.api import Model, SequenceCategoricalCrossentropy, set_dropout_rate
+from thinc.types import Floats2d
+
+from .architectures import DEFAULT_MODEL
+from .decoding import decode, tag_names
+
+CONFIDENCE_ATTR = "confidence"
+
+
+def install_extensions() -> None:
+    """Register `span._.confidence` (None on spans the component did not set)."""
+    if not Span.has_extension(CONFIDENCE_ATTR):
+        Span.set_extension(CONFIDENCE_ATTR, default=None)
+
+
+def set_entities(doc: Doc, probs: numpy.ndarray, names: Sequence[str]) -> None:
+    """Decode `probs` (tokens × `names`) into `doc.ents` and their confidences."""
+    sent_starts = [token.is_sent_start is True for token in doc]
+    entities = decode(probs, names, sent_starts)
+    doc.ents = [Span(doc, ent.start, ent.end, label=ent.label) for ent in entities]
+    for span, ent in zip(doc.ents, entities):
+        span._.set(CONFIDENCE_ATTR, ent.confidence)
+
+
+@Language.factory(
+    "pos_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", f"span._.{CONFIDENCE_ATTR}"],
+    requires=["token.tag"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={
+        "ents_f": 1.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "ents_per_type": None,
+    },
+)
+def make_pos_ner(nlp: Language, name: str, model: Model, scorer: Optional[Callable]) -> "PosNer":
+    return PosNer(nlp.vocab, model, name, scorer=scorer)
+
+
+class PosNer(TrainablePipe):
+    """Predict a BIO tag per token, decode a valid entity sequence, set
+    `doc.ents` and each entity's `span._.confidence`."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "ner",
+        *,
+        scorer: Optional[Callable] = get_ner_prf,
+    ) -> None:
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict = {"labels": []}
+        install_extensions()
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """Entity labels, e.g. ("LOC", "PER")."""
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    @property
+    def tag_names(self) -> List[str]:
+        """Output classes: "O", then "B-X" and "I-X" for each label X."""
+        return tag_names(self.labels)
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str):
+            raise ValueError(f"Entity labels must be strings, got {label!r}")
+        if label in self.labels:
+            return 0
+        if self.model.get_ref("output_layer").has_dim("nO"):
+            raise ValueError(f"Cannot add label {label!r}: the model is already initialized")
+        self.cfg["labels"] = sorted([*self.labels, label])
+        return 1
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Sequence[str]] = None,
+    ) -> None:
+        """Learn the labels from the training data (or take `labels`, as
+        written by `spacy init labels`) and initialize the model."""
+        validate_get_examples(get_examples, "PosNer.initialize")
+        if labels is not None:
+            for label in labels:
+                self.add_label(label)
+        else:
+            for example in get_examples():
+                for ent in example.reference.ents:
+                    self.add_label(ent.label_)
+        self._require_labels()
+        self.model.get_ref("output_layer").set_dim("nO", len(self.tag_names))
+        doc_sample = [eg.reference for eg in islice(get_examples(), 10)]
+        self.model.initialize(X=doc_sample)
+
+    def predict(self, docs: Iterable[Doc]) -> List[Floats2d]:
+        """Per-token probabilities over `tag_names` for each doc."""
+        docs = list(docs)
+        if not any(len(doc) for doc in docs):
+            n_tags = self.model.get_ref("output_layer").get_dim("nO")
+            return [self.model.ops.alloc2f(len(doc), n_tags) for doc in docs]
+        return self.model.predict(docs)
+
+    def set_annotations(self, docs: Iterable[Doc], scores: List[Floats2d]) -> None:
+        names = self.tag_names
+        for doc, doc_scores in zip(docs, scores):
+            set_entities(doc, self.model.ops.to_numpy(doc_scores), names)
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd=None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "PosNer.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self.get_loss(examples, scores)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
+        """Cross-entropy against the gold BIO tags; tokens whose gold tag is
+        missing or not alignable get no gradient."""
+        validate_examples(examples, "PosNer.get_loss")
+        loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False)
+        known = set(self.tag_names)
+        truths = []
+        for eg in examples:
+            gold = biluo_to_iob(eg.get_aligned_ner())
+            truths.append([tag if tag in known else None for tag in gold])
+        d_scores, loss = loss_func(scores, truths)
+        return float(loss), d_scores
