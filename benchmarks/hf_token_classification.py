@@ -7,8 +7,8 @@ pipelines (the same functions, documents as the sequences).
     python benchmarks/hf_token_classification.py train ENCODER TRAIN.spacy OUTPUT_DIR
     python benchmarks/hf_token_classification.py evaluate OUTPUT_DIR TEST.spacy --output test.json
 """
+
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -18,8 +18,13 @@ import torch
 import typer
 from seqeval.metrics import accuracy_score
 from spacy.tokens import DocBin
-from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
-                          Trainer, TrainingArguments)
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    Trainer,
+    TrainingArguments,
+)
 
 from pos_ner.evaluation.scores import bio_tags, entity_scores
 
@@ -32,7 +37,7 @@ def read_sentences(path: Path) -> List[List[Tuple[List[str], List[str]]]]:
     documents = []
     for doc in DocBin().from_disk(path).get_docs(spacy.blank("en").vocab):
         tags = bio_tags(doc)
-        documents.append([([t.text for t in s], tags[s.start:s.end]) for s in doc.sents])
+        documents.append([([t.text for t in s], tags[s.start : s.end]) for s in doc.sents])
     return documents
 
 
@@ -70,7 +75,8 @@ def train(
     label_ids = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     model = AutoModelForTokenClassification.from_pretrained(
-        encoder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids)
+        encoder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids
+    )
     max_length = max_length_of(tokenizer, model)
     dataset, truncated = [], 0
     for words, tags in sentences:
@@ -85,14 +91,24 @@ def train(
     if truncated:
         typer.echo(f"{truncated} words beyond {max_length} subwords are not trained on", err=True)
     arguments = TrainingArguments(
-        output_dir=str(output_dir / "checkpoints"), num_train_epochs=epochs, seed=seed,
-        per_device_train_batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm, warmup_ratio=warmup_share, lr_scheduler_type="linear",
-        save_strategy="no", eval_strategy="no", logging_steps=50, report_to=[],
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=epochs,
+        seed=seed,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+        warmup_ratio=warmup_share,
+        lr_scheduler_type="linear",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=50,
+        report_to=[],
         use_cpu=gpu == "-1" or not torch.cuda.is_available(),
     )
-    trainer = Trainer(model=model, args=arguments, train_dataset=dataset,
-                      data_collator=DataCollatorForTokenClassification(tokenizer))
+    trainer = Trainer(
+        model=model, args=arguments, train_dataset=dataset, data_collator=DataCollatorForTokenClassification(tokenizer)
+    )
     trainer.train()
     trainer.save_model(str(output_dir))
     tokenizer.save_pretrained(str(output_dir))
@@ -106,7 +122,7 @@ def predict(model, tokenizer, documents, batch_size: int) -> Tuple[List[List[str
     tags: List[List[str]] = []
     truncated = 0
     for start in range(0, len(flat), batch_size):
-        encoded = [encode(tokenizer, words, max_length) for words in flat[start:start + batch_size]]
+        encoded = [encode(tokenizer, words, max_length) for words in flat[start : start + batch_size]]
         batch = collator([dict(encoding) for encoding, _ in encoded])
         batch = {key: value.to(model.device) for key, value in batch.items()}
         with torch.no_grad():
@@ -116,7 +132,7 @@ def predict(model, tokenizer, documents, batch_size: int) -> Tuple[List[List[str
             tags.append([model.config.id2label[row[p]] if p is not None else "O" for p in first])
     per_doc, i = [], 0
     for doc in documents:
-        per_doc.append([tag for sentence in tags[i:i + len(doc)] for tag in sentence])
+        per_doc.append([tag for sentence in tags[i : i + len(doc)] for tag in sentence])
         i += len(doc)
     return per_doc, truncated
 
@@ -153,8 +169,10 @@ def evaluate(
     }
     output_path.parent.mkdir(parents=True, exist_ok=True)
     output_path.write_text(json.dumps(metrics, indent=2), encoding="utf8")
-    typer.echo(f"micro F1 {100 * metrics['entities']['micro']['f1-score']:.2f} on {n_words} words, "
-               f"{metrics['words_per_second']:.0f} words/s")
+    typer.echo(
+        f"micro F1 {100 * metrics['entities']['micro']['f1-score']:.2f} on {n_words} words, "
+        f"{metrics['words_per_second']:.0f} words/s"
+    )
 
 
 if __name__ == "__main__":

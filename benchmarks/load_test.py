@@ -3,6 +3,7 @@ a fixed time, to a loopback address only. Prints a table and writes JSON:
 requests (completed), errors, throughput of the successful requests (req/s,
 texts/s) and their p50/p95/p99 latency.
 """
+
 import asyncio
 import itertools
 import json
@@ -26,7 +27,7 @@ TEMPLATES = [
 PEOPLE = ["Maria Lopez", "John Carter", "Aiko Tanaka", "Peter Novak", "Fatima Bello"]
 PLACES = ["Lisbon", "Toronto", "Nairobi", "Hamburg", "Osaka"]
 ORGS = ["Northwind Traders", "Blue Harbor Bank", "Vega Motors", "Helix Labs", "Orion Media"]
-SENTENCES = [t.format(per=p, loc=l, org=o) for t in TEMPLATES for p, l, o in zip(PEOPLE, PLACES, ORGS)]
+SENTENCES = [t.format(per=p, loc=loc, org=o) for t in TEMPLATES for p, loc, o in zip(PEOPLE, PLACES, ORGS)]
 
 app = typer.Typer(add_completion=False)
 
@@ -82,7 +83,11 @@ def format_table(result: Dict) -> str:
     latency = result["latency_ms"]
     rows = [
         ("url", result["url"]),
-        ("duration", f"{result['duration_s']:.1f} s, concurrency {result['concurrency']}, {result['texts_per_request']} text(s)/request"),
+        (
+            "duration",
+            f"{result['duration_s']:.1f} s, concurrency {result['concurrency']}, "
+            f"{result['texts_per_request']} text(s)/request",
+        ),
         ("requests", f"{result['requests']} ({result['errors']} errors)"),
         ("throughput", f"{result['requests_per_second']:.1f} req/s, {result['texts_per_second']:.1f} texts/s"),
         *((f"latency {k}", "n/a" if v is None else f"{v:.1f} ms") for k, v in latency.items()),
@@ -108,7 +113,7 @@ def main(
         result = asyncio.run(run_load(url, duration, concurrency, texts_per_request, timeout))
     except httpx.HTTPError as err:
         typer.echo(f"{url}/health failed: {err!r}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(format_table(result))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ in a temporary folder. Speed only; its predictions are meaningless.
 
 The output JSON holds counts and timings only, no text.
 """
+
 import argparse
 import json
 import os
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ["spacy-torch", "onnx-fp32", "onnx-int8", "hf-pipeline"]
@@ -100,8 +101,13 @@ def make_runner(system: str, args):
         from transformers import pipeline
 
         torch.set_num_threads(threads)
-        hf = pipeline("token-classification", model=args.hf_dir, aggregation_strategy="simple", device="cpu",
-                      stride=args.hf_stride)
+        hf = pipeline(
+            "token-classification",
+            model=args.hf_dir,
+            aggregation_strategy="simple",
+            device="cpu",
+            stride=args.hf_stride,
+        )
 
         def pipe(texts):
             for _ in hf(texts, batch_size=args.batch_size):
@@ -220,7 +226,6 @@ def build_hf_model(model: str, output_dir: Path) -> Path:
 
 def build_random_bert_base(vocab_source: str, data_path: Path, workdir: Path, n_init_docs: int = 20):
     """(spaCy pipeline dir, ONNX dir) for a random bert-base-shaped encoder."""
-    import spacy
     import torch
     from spacy.tokens import DocBin
     from spacy.training import Example
@@ -232,8 +237,14 @@ def build_random_bert_base(vocab_source: str, data_path: Path, workdir: Path, n_
     tokenizer = AutoTokenizer.from_pretrained(vocab_source)
     tokenizer.model_max_length = 512
     tokenizer.save_pretrained(str(bert_dir))
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                        intermediate_size=3072, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=512,
+    )
     BertModel(config).save_pretrained(str(bert_dir))
     cfg = load_config(ROOT / "configs" / "pos_ner.cfg", interpolate=True)
     cfg["components"]["transformer"]["model"]["name"] = str(bert_dir)
@@ -257,10 +268,32 @@ def build_random_bert_base(vocab_source: str, data_path: Path, workdir: Path, n_
 def run_child(system: str, args, model: str, onnx_dir: str, hf_dir: str, limit_docs: Optional[int]) -> Dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--system", system, "--model", model,
-               "--onnx-dir", onnx_dir, "--hf-dir", hf_dir, "--data", args.data, "--repeats", str(args.repeats),
-               "--batch-size", str(args.batch_size), "--n-sentences", str(args.n_sentences),
-               "--threads", str(args.threads or 0), "--hf-stride", str(args.hf_stride), "--child-output", str(out)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--system",
+            system,
+            "--model",
+            model,
+            "--onnx-dir",
+            onnx_dir,
+            "--hf-dir",
+            hf_dir,
+            "--data",
+            args.data,
+            "--repeats",
+            str(args.repeats),
+            "--batch-size",
+            str(args.batch_size),
+            "--n-sentences",
+            str(args.n_sentences),
+            "--threads",
+            str(args.threads or 0),
+            "--hf-stride",
+            str(args.hf_stride),
+            "--child-output",
+            str(out),
+        ]
         if limit_docs:
             cmd += ["--limit-docs", str(limit_docs)]
         subprocess.run(cmd, check=True)
@@ -289,15 +322,26 @@ def display_path(path) -> str:
 def format_table(title: str, results: Dict) -> str:
     rows = [("system", "words/s", "min", "max", "p50 ms", "p90 ms", "peak MiB")]
     for name, r in results.items():
-        rows.append((name, f"{r['words_per_second']:.0f}", f"{r['words_per_second_min']:.0f}",
-                     f"{r['words_per_second_max']:.0f}", f"{r['latency_ms_p50']:.1f}", f"{r['latency_ms_p90']:.1f}",
-                     f"{r['peak_rss_mib']:.0f}"))
+        rows.append(
+            (
+                name,
+                f"{r['words_per_second']:.0f}",
+                f"{r['words_per_second_min']:.0f}",
+                f"{r['words_per_second_max']:.0f}",
+                f"{r['latency_ms_p50']:.1f}",
+                f"{r['latency_ms_p90']:.1f}",
+                f"{r['peak_rss_mib']:.0f}",
+            )
+        )
     first = next(iter(results.values()))
-    head = (f"{title}: {first['n_docs']} docs, {first['n_words']} words, {first['n_sentences']} sentences, "
-            f"threads={first['threads']}, batch_size={first['batch_size']}")
+    head = (
+        f"{title}: {first['n_docs']} docs, {first['n_words']} words, {first['n_sentences']} sentences, "
+        f"threads={first['threads']}, batch_size={first['batch_size']}"
+    )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [head] + ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                      for row in rows]
+    lines = [head] + [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows
+    ]
     return "\n".join(lines)
 
 
@@ -315,8 +359,12 @@ def parse_args(argv=None):
     p.add_argument("--hf-stride", type=int, default=32, help="HF pipeline chunk overlap for long documents")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     p.add_argument("--random-bert-base", action="store_true", help="also benchmark a random bert-base-shaped encoder")
-    p.add_argument("--bert-base-limit-docs", type=int, default=None, help="documents for the bert-base part "
-                   "(default: --limit-docs)")
+    p.add_argument(
+        "--bert-base-limit-docs",
+        type=int,
+        default=None,
+        help="documents for the bert-base part (default: --limit-docs)",
+    )
     p.add_argument("--bert-base-init-docs", type=int, default=20, help="documents to initialise the labels from")
     p.add_argument("--bert-base-only", action="store_true", help="skip the main model (with --random-bert-base)")
     # internal: run one system in this process
@@ -339,15 +387,23 @@ def main(argv=None) -> Dict:
         return result
     wall = time.perf_counter()
     output = Path(args.output)
-    report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "data": display_path(args.data),
-              "argv": sys.argv[1:] if argv is None else list(argv), "repeats": args.repeats,
-              "note": "speed only for hf-pipeline (no tagger, no POS features) and for random_bert_base"}
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "data": display_path(args.data),
+        "argv": sys.argv[1:] if argv is None else list(argv),
+        "repeats": args.repeats,
+        "note": "speed only for hf-pipeline (no tagger, no POS features) and for random_bert_base",
+    }
     tables = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.bert_base_only:
             res = run_suite(args, args.model, args.onnx_dir, args.limit_docs, tmp / "main")
-            report["model"] = {"model": display_path(args.model), "onnx_dir": display_path(args.onnx_dir), "results": res}
+            report["model"] = {
+                "model": display_path(args.model),
+                "onnx_dir": display_path(args.onnx_dir),
+                "results": res,
+            }
             tables.append(format_table(f"model {display_path(args.model)}", res))
             print(tables[-1], flush=True)
         if args.random_bert_base:
@@ -355,13 +411,19 @@ def main(argv=None) -> Dict:
             start = time.perf_counter()
             pipeline_dir, onnx_dir = in_subprocess(
                 build_random_bert_base,
-                str(Path(args.onnx_dir) / "hf_tokenizer"), Path(args.data), tmp / "bert_base", args.bert_base_init_docs,
+                str(Path(args.onnx_dir) / "hf_tokenizer"),
+                Path(args.data),
+                tmp / "bert_base",
+                args.bert_base_init_docs,
             )
             build_s = time.perf_counter() - start
             limit = args.bert_base_limit_docs or args.limit_docs
             res = run_suite(args, str(pipeline_dir), str(onnx_dir), limit, tmp / "bert_base_run")
-            report["random_bert_base"] = {"encoder": "random BertModel 12x768, 12 heads, 3072 intermediate",
-                                          "build_seconds": build_s, "results": res}
+            report["random_bert_base"] = {
+                "encoder": "random BertModel 12x768, 12 heads, 3072 intermediate",
+                "build_seconds": build_s,
+                "results": res,
+            }
             tables.append(format_table("random bert-base", res))
             print(tables[-1], flush=True)
     report["wall_seconds"] = time.perf_counter() - wall

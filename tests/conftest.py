@@ -2,6 +2,7 @@
 
 Tests marked `slow` (training subprocesses, fresh virtualenvs, whole project
 runs) run only with `--slow`, as in spaCy's own test suite."""
+
 import random
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
 
 PEOPLE = ["Anna Berg", "Tom Reed", "Lena", "Omar Haddad", "Mia Cole"]
 PLACES = ["Paris", "Oslo", "New York", "Lima", "Cairo"]
@@ -86,7 +88,7 @@ def write_docbin(path: Path, docs) -> Path:
 
 def corpus_words():
     words = set()
-    for template, pos in TEMPLATES:
+    for _, pos in TEMPLATES:
         words.update(pos)
     for names in FILLERS.values():
         for name in names:
@@ -130,6 +132,8 @@ def toy_corpus(tmp_path_factory):
     train = write_docbin(folder / "train.spacy", make_docs(40, seed=1))
     dev = write_docbin(folder / "dev.spacy", make_docs(10, seed=2))
     return train, dev
+
+
 def build_nlp(tiny_bert, **model_overrides):
     """The default pipeline config with the tiny encoder and `pos_ner` model overrides."""
     config = load_config(ROOT / "configs" / "pos_ner.cfg", interpolate=True)

@@ -1,6 +1,7 @@
 """`pos-ner compare` (pos_ner.experiments.compare) and benchmarks/hf_token_classification.py on the tiny BERT:
 the HF baseline learns and is scored on the gold tokens, and the harness trains
 every system with the shared budget, tabulates seeds, resumes and reports failures."""
+
 import json
 import subprocess
 import sys
@@ -10,10 +11,10 @@ from spacy.tokens import DocBin
 from spacy.util import load_config
 from typer.testing import CliRunner
 
-from conftest import ROOT, make_docs, write_docbin
-
 from pos_ner.cli import app
 from pos_ner.experiments import compare
+
+from conftest import ROOT, make_docs, write_docbin
 
 HF = ROOT / "benchmarks" / "hf_token_classification.py"
 runner = CliRunner()
@@ -28,6 +29,7 @@ def invoke(args):
 
 def run_hf(*args):
     return subprocess.run([sys.executable, str(HF), *map(str, args)], capture_output=True, text=True)
+
 
 DEFINITION = """
 epochs: 1
@@ -78,9 +80,10 @@ print(json.dumps({"word_ids": encoding.word_ids(), "first": first, "truncated": 
 
 
 def test_first_subword_alignment(tiny_bert):
-    # The script's folder is the first entry of sys.path for a `python -c` run there.
-    result = subprocess.run([sys.executable, "-c", FIRST_SUBWORDS, str(tiny_bert)], capture_output=True,
-                            text=True, cwd=HF.parent)
+    # `python -c` imports from its working directory: the script's folder.
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_SUBWORDS, str(tiny_bert)], capture_output=True, text=True, cwd=HF.parent
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     first, word_ids = out["first"], out["word_ids"]
@@ -90,11 +93,24 @@ def test_first_subword_alignment(tiny_bert):
     assert truncated[-1] is None and truncated[0] is not None
 
 
+@pytest.mark.slow
 def test_hf_baseline_learns_and_scores_gold_tokens(tiny_bert, toy_corpus, tmp_path):
     train, dev = toy_corpus
     model_dir = tmp_path / "hf"
-    result = run_hf("train", tiny_bert, train, model_dir, "--epochs", "30", "--learning-rate", "0.003",
-                    "--batch-size", "8", "--gpu", "-1")
+    result = run_hf(
+        "train",
+        tiny_bert,
+        train,
+        model_dir,
+        "--epochs",
+        "30",
+        "--learning-rate",
+        "0.003",
+        "--batch-size",
+        "8",
+        "--gpu",
+        "-1",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     labels = set(json.loads((model_dir / "config.json").read_text())["id2label"].values())
     assert labels == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"}
@@ -113,7 +129,11 @@ def test_hf_baseline_learns_and_scores_gold_tokens(tiny_bert, toy_corpus, tmp_pa
 def test_runs_are_seed_major_and_filtered():
     definition = {"seeds": [0, 1, 2], "systems": {"a": {"all_seeds": True}, "b": {}}}
     assert compare.runs(definition, None) == [
-        {"system": "a", "seed": 0}, {"system": "b", "seed": 0}, {"system": "a", "seed": 1}, {"system": "a", "seed": 2}]
+        {"system": "a", "seed": 0},
+        {"system": "b", "seed": 0},
+        {"system": "a", "seed": 1},
+        {"system": "a", "seed": 2},
+    ]
     assert compare.runs(definition, ["b"]) == [{"system": "b", "seed": 0}]
     assert compare.runs(definition, None, seeds=[1]) == [{"system": "a", "seed": 1}]
     with pytest.raises(Exception, match="unknown systems"):
@@ -125,19 +145,37 @@ def comparison(tmp_path_factory, tiny_bert, corpora):
     folder = tmp_path_factory.mktemp("compare")
     definition = folder / "compare.yml"
     definition.write_text(DEFINITION, encoding="utf8")
-    args = [str(definition), "--transformer", str(tiny_bert), "--corpus", str(corpora / "documents"),
-            "--sentences", str(corpora / "sentences"), "--workdir", str(folder / "runs"),
-            "--output", str(folder / "compare.json"), "--gpu", "-1"]
+    args = [
+        str(definition),
+        "--transformer",
+        str(tiny_bert),
+        "--corpus",
+        str(corpora / "documents"),
+        "--sentences",
+        str(corpora / "sentences"),
+        "--workdir",
+        str(folder / "runs"),
+        "--output",
+        str(folder / "compare.json"),
+        "--gpu",
+        "-1",
+    ]
     result = invoke(args)
     assert result.exit_code == 0, result.output
     return folder, args, result.output
 
 
+@pytest.mark.slow
 def test_every_system_and_seed_is_trained_and_tabulated(comparison):
     folder, _, output = comparison
     report = json.loads((folder / "compare.json").read_text())
     assert [(r["system"], r["seed"]) for r in report["runs"]] == [
-        ("pos_ner", 0), ("no_pos", 0), ("sentences", 0), ("hf_trainer", 0), ("pos_ner", 1)]
+        ("pos_ner", 0),
+        ("no_pos", 0),
+        ("sentences", 0),
+        ("hf_trainer", 0),
+        ("pos_ner", 1),
+    ]
     for run in report["runs"]:
         assert 0 <= run["test_f1"] <= 1 and 0 <= run["dev_f1"] <= 1
         assert run["train_minutes"] > 0 and run["train_words_per_second"] > 0
@@ -150,9 +188,14 @@ def test_every_system_and_seed_is_trained_and_tabulated(comparison):
     markdown = (folder / "compare.md").read_text()
     assert markdown in output
     assert [line.split(" | ")[0].strip("| ") for line in markdown.splitlines()[2:6]] == [
-        "pos_ner", "no_pos", "sentences", "hf_trainer"]
+        "pos_ner",
+        "no_pos",
+        "sentences",
+        "hf_trainer",
+    ]
 
 
+@pytest.mark.slow
 def test_spacy_runs_get_the_shared_budget_and_their_overrides(comparison, corpora):
     folder, _, _ = comparison
     steps = compare.steps_per_epoch(ROOT / "configs" / "pos_ner.cfg", corpora / "documents" / "train.spacy")
@@ -170,6 +213,7 @@ def test_spacy_runs_get_the_shared_budget_and_their_overrides(comparison, corpor
     assert test["n_docs"] == sum(1 for doc in make_docs(4, seed=3) for _ in doc.sents)
 
 
+@pytest.mark.slow
 def test_finished_runs_are_not_trained_again(comparison):
     folder, args, _ = comparison
     logs = {p: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/train.log")}
@@ -181,9 +225,11 @@ def test_finished_runs_are_not_trained_again(comparison):
     assert json.loads((folder / "compare.json").read_text())["runs"] == before["runs"]
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_reported_and_the_others_go_ahead(tmp_path, tiny_bert, corpora):
     definition = tmp_path / "compare.yml"
-    definition.write_text("""
+    definition.write_text(
+        """
 epochs: 1
 seeds: [0]
 systems:
@@ -195,11 +241,30 @@ systems:
     config: configs/pos_ner.cfg
     overrides:
       components.ner.model.feature_width: 0
-""", encoding="utf8")
-    result = invoke([
-        str(definition), "--transformer", str(tiny_bert), "--corpus", str(corpora / "documents"),
-        "--only", "broken", "--only", "no_pos", "--sentences", str(corpora / "sentences"),
-        "--workdir", str(tmp_path / "runs"), "--output", str(tmp_path / "compare.json"), "--gpu", "-1"])
+""",
+        encoding="utf8",
+    )
+    result = invoke(
+        [
+            str(definition),
+            "--transformer",
+            str(tiny_bert),
+            "--corpus",
+            str(corpora / "documents"),
+            "--only",
+            "broken",
+            "--only",
+            "no_pos",
+            "--sentences",
+            str(corpora / "sentences"),
+            "--workdir",
+            str(tmp_path / "runs"),
+            "--output",
+            str(tmp_path / "compare.json"),
+            "--gpu",
+            "-1",
+        ]
+    )
     assert result.exit_code == 1
     assert "broken-seed0: FAILED" in result.output and "1 run(s) failed: broken-seed0" in result.output
     report = json.loads((tmp_path / "compare.json").read_text())
@@ -211,10 +276,19 @@ systems:
 def test_missing_corpus_is_named(tmp_path, tiny_bert):
     definition = tmp_path / "compare.yml"
     definition.write_text(DEFINITION, encoding="utf8")
-    result = invoke([str(definition), "--transformer", str(tiny_bert),
-                                         "--corpus", str(tmp_path / "nowhere"),
-                                         "--sentences", str(tmp_path / "nosentences"),
-                                         "--workdir", str(tmp_path / "runs")])
+    result = invoke(
+        [
+            str(definition),
+            "--transformer",
+            str(tiny_bert),
+            "--corpus",
+            str(tmp_path / "nowhere"),
+            "--sentences",
+            str(tmp_path / "nosentences"),
+            "--workdir",
+            str(tmp_path / "runs"),
+        ]
+    )
     assert result.exit_code != 0
     flat = "".join(ch for ch in result.output if ch.isalnum() or ch in "/._")
     for folder in ("nowhere", "nosentences"):

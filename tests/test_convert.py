@@ -150,10 +150,7 @@ def test_csv_detected_from_header_without_extension(tmp_path):
 
 
 def test_bom_and_crlf_are_tolerated(tmp_path):
-    content = (
-        b"\xef\xbb\xbfSentence #,Word,POS,Tag\r\n"
-        b"Sentence: 1,Oslo,NNP,B-geo\r\n,rocks,VBZ,O\r\n"
-    )
+    content = b"\xef\xbb\xbfSentence #,Word,POS,Tag\r\nSentence: 1,Oslo,NNP,B-geo\r\n,rocks,VBZ,O\r\n"
     doc = convert_file(write(tmp_path, "data.txt", content))[0]
     assert [t.text for t in doc] == ["Oslo", "rocks"]
     assert entities(doc) == [("Oslo", "geo")]
@@ -236,10 +233,7 @@ def test_docstart_variants_split_documents(tmp_path, docstart, columns):
 
 
 def test_empty_documents_dropped_and_docstart_without_blank_lines(tmp_path):
-    content = (
-        "-DOCSTART- -X- O O\n\n-DOCSTART- -X- -X- O\n"
-        "Anna B-PER\nleft O\n-DOCSTART-\nOslo B-LOC\n\n-DOCSTART- O\n"
-    )
+    content = "-DOCSTART- -X- O O\n\n-DOCSTART- -X- -X- O\nAnna B-PER\nleft O\n-DOCSTART-\nOslo B-LOC\n\n-DOCSTART- O\n"
     docs = convert_file(write(tmp_path, "data.txt", content))
     assert [doc.text for doc in docs] == ["Anna left", "Oslo"]
 
@@ -253,9 +247,7 @@ def test_sentence_boundaries_survive_docbin_round_trip(tmp_path):
     assert loaded[1][0].tag_ == "NNP"
 
 
-@pytest.mark.parametrize(
-    ("n_sents", "sizes"), [(None, [10, 10, 3]), (1, [1] * 23), (4, [4] * 5 + [3])]
-)
+@pytest.mark.parametrize(("n_sents", "sizes"), [(None, [10, 10, 3]), (1, [1] * 23), (4, [4] * 5 + [3])])
 def test_n_sents_groups_sentences_without_docstart(tmp_path, n_sents, sizes):
     path = write(tmp_path, "data.txt", sentences_text(23))
     docs = convert_file(path, n_sents=n_sents)
@@ -331,9 +323,7 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("name", "content", "options", "line", "message"), BAD_INPUTS)
-def test_bad_input_fails_with_location_and_no_output(
-    tmp_path, name, content, options, line, message
-):
+def test_bad_input_fails_with_location_and_no_output(tmp_path, name, content, options, line, message):
     path = write(tmp_path, name, content)
     output = tmp_path / "out.spacy"
     result = invoke(path, output, *options)

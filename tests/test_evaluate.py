@@ -1,4 +1,5 @@
 """scripts/evaluate.py with its report (report.md, confusion.png, training.png)."""
+
 import json
 import subprocess
 import sys
@@ -10,11 +11,11 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 from typer.testing import CliRunner
 
-from conftest import ROOT, make_docs, write_docbin
-
 from pos_ner.cli import app
 from pos_ner.evaluation import plots as report
 from pos_ner.evaluation import scores as evaluate
+
+from conftest import ROOT, make_docs, write_docbin
 
 
 def run_cli(*args):
@@ -33,12 +34,31 @@ def training_log(tmp_path_factory, tiny_bert, toy_corpus):
     output = tmp_path_factory.mktemp("trained")
     train, dev = toy_corpus
     subprocess.run(
-        [sys.executable, "-m", "pos_ner", "train", str(ROOT / "configs" / "pos_ner.cfg"),
-         "--output", str(output), "--gpu", "-1",
-         "--paths.train", str(train), "--paths.dev", str(dev), "--paths.log", str(output / "log.jsonl"),
-         "--components.transformer.model.name", str(tiny_bert),
-         "--training.max_steps", "4", "--training.eval_frequency", "2"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pos_ner",
+            "train",
+            str(ROOT / "configs" / "pos_ner.cfg"),
+            "--output",
+            str(output),
+            "--gpu",
+            "-1",
+            "--paths.train",
+            str(train),
+            "--paths.dev",
+            str(dev),
+            "--paths.log",
+            str(output / "log.jsonl"),
+            "--components.transformer.model.name",
+            str(tiny_bert),
+            "--training.max_steps",
+            "4",
+            "--training.eval_frequency",
+            "2",
+        ],
+        check=True,
+        capture_output=True,
     )
     return output / "log.jsonl"
 
@@ -49,11 +69,13 @@ def ruler_model(tmp_path_factory):
     (wrong type), "New" a LOC (boundary of "New York"), "weather" a PER (spurious);
     every other entity is missed."""
     nlp = spacy.blank("en")
-    nlp.add_pipe("entity_ruler").add_patterns([
-        {"label": "ORG", "pattern": "Paris"},
-        {"label": "LOC", "pattern": "New"},
-        {"label": "PER", "pattern": "weather"},
-    ])
+    nlp.add_pipe("entity_ruler").add_patterns(
+        [
+            {"label": "ORG", "pattern": "Paris"},
+            {"label": "LOC", "pattern": "New"},
+            {"label": "PER", "pattern": "weather"},
+        ]
+    )
     path = tmp_path_factory.mktemp("ruler") / "model"
     nlp.to_disk(path)
     return path
@@ -62,18 +84,44 @@ def ruler_model(tmp_path_factory):
 def test_confusion_rows_are_gold_columns_predicted():
     confusion = evaluate.confusion([["B-PER", "I-PER", "O", "B-LOC"]], [["B-PER", "O", "O", "B-ORG"]])
     assert confusion["labels"] == ["O", "B-LOC", "B-ORG", "B-PER", "I-PER"]
-    cell = {(g, p): n for g, row in zip(confusion["labels"], confusion["matrix"])
-            for p, n in zip(confusion["labels"], row) if n}
+    cell = {
+        (g, p): n
+        for g, row in zip(confusion["labels"], confusion["matrix"])
+        for p, n in zip(confusion["labels"], row)
+        if n
+    }
     assert cell == {("B-PER", "B-PER"): 1, ("I-PER", "O"): 1, ("O", "O"): 1, ("B-LOC", "B-ORG"): 1}
 
 
 def test_entity_errors_by_kind():
     words = "Anna Berg met Tom Reed in New York at Acme Corp and Lima today .".split()
     vocab = Vocab()
-    gold = Doc(vocab, words=words, ents=["B-PER", "I-PER", "O", "B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O",
-                                         "B-ORG", "I-ORG", "O", "B-LOC", "O", "O"])
-    pred = Doc(vocab, words=words, ents=["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "O", "B-LOC", "O", "O",
-                                         "O", "B-LOC", "O", "O", "B-MISC", "O"])
+    gold = Doc(
+        vocab,
+        words=words,
+        ents=[
+            "B-PER",
+            "I-PER",
+            "O",
+            "B-PER",
+            "I-PER",
+            "O",
+            "B-LOC",
+            "I-LOC",
+            "O",
+            "B-ORG",
+            "I-ORG",
+            "O",
+            "B-LOC",
+            "O",
+            "O",
+        ],
+    )
+    pred = Doc(
+        vocab,
+        words=words,
+        ents=["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "O", "B-LOC", "O", "O", "O", "B-LOC", "O", "O", "B-MISC", "O"],
+    )
     errors = [(kind, g and g.text, p and p.text) for kind, g, p in evaluate.entity_errors(gold, pred)]
     assert errors == [
         ("wrong_type", "Tom Reed", "Tom Reed"),
@@ -95,8 +143,11 @@ def test_report_lists_errors_with_examples(ruler_model, test_docs, tmp_path):
     n_weather = sum(token.text == "weather" for doc in docs for token in doc)
     assert n_paris and n_new_york and n_weather
     assert metrics["entity_errors"] == {
-        "wrong_type": n_paris, "boundary": n_new_york, "boundary_and_type": 0,
-        "missed": len(gold_ents) - n_paris - n_new_york, "spurious": n_weather,
+        "wrong_type": n_paris,
+        "boundary": n_new_york,
+        "boundary_and_type": 0,
+        "missed": len(gold_ents) - n_paris - n_new_york,
+        "spurious": n_weather,
     }
     labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
     assert matrix[labels.index("B-LOC")][labels.index("B-ORG")] == n_paris
@@ -114,11 +165,20 @@ def test_report_lists_errors_with_examples(ruler_model, test_docs, tmp_path):
     assert (tmp_path / "confusion.png").exists() and not (tmp_path / "training.png").exists()
 
 
+@pytest.mark.slow
 def test_report_folder_for_a_trained_pipeline(tiny_pipeline_dir, test_docs, training_log, tmp_path):
     docs, data = test_docs
     folder = tmp_path / "metrics"
-    result = run_cli(tiny_pipeline_dir, data, "--output", folder / "test.json",
-                     "--report-dir", folder, "--training-log", training_log)
+    result = run_cli(
+        tiny_pipeline_dir,
+        data,
+        "--output",
+        folder / "test.json",
+        "--report-dir",
+        folder,
+        "--training-log",
+        training_log,
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in folder.iterdir()) == ["confusion.png", "report.md", "test.json", "training.png"]
     metrics = json.loads((folder / "test.json").read_text())
@@ -138,6 +198,7 @@ def test_report_folder_for_a_trained_pipeline(tiny_pipeline_dir, test_docs, trai
         assert width > 1.5 * height > 500, name  # two panels side by side
 
 
+@pytest.mark.slow
 def test_training_log_records(training_log):
     records = report.read_training_log(training_log)
     assert [record["step"] for record in records] == [0, 2, 4]
@@ -145,6 +206,7 @@ def test_training_log_records(training_log):
     assert all(0 <= record["scores"]["ents_f"] <= 100 for record in records)
 
 
+@pytest.mark.slow
 def test_training_log_needs_a_report_dir(ruler_model, test_docs, training_log, tmp_path):
     result = run_cli(ruler_model, test_docs[1], "--output", tmp_path / "test.json", "--training-log", training_log)
     assert result.exit_code != 0 and "--report-dir" in result.output

@@ -1,8 +1,8 @@
 """`pos-ner grid` (pos_ner.experiments.grid): a 2-point grid on the tiny BERT whose first run crashes, then
 resumes; finished points are never trained again."""
+
 import csv
 import json
-import sys
 from pathlib import Path
 
 import optuna
@@ -11,11 +11,11 @@ from optuna.trial import TrialState
 from spacy.util import load_config
 from typer.testing import CliRunner
 
-from conftest import ROOT
-
 from pos_ner.cli import app
 from pos_ner.experiments import grid
 from pos_ner.experiments.runner import RunFailed
+
+from conftest import ROOT
 
 CONFIG = ROOT / "configs" / "pos_ner.cfg"
 WIDTH = "components.ner.model.feature_width"
@@ -43,8 +43,11 @@ def trials(output):
 
 def snapshot(output):
     """Each trial folder with the modification time of its model-best/meta.json."""
-    return {p.name: (p / "model-best" / "meta.json").stat().st_mtime_ns
-            for p in output.glob("trial_*") if (p / "model-best" / "meta.json").exists()}
+    return {
+        p.name: (p / "model-best" / "meta.json").stat().st_mtime_ns
+        for p in output.glob("trial_*")
+        if (p / "model-best" / "meta.json").exists()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,7 @@ def search(tmp_path_factory, tiny_bert, toy_corpus):
     return grid_file, output, cli_args(overrides(tiny_bert, train, dev))
 
 
+@pytest.mark.slow
 def test_crashed_point_is_retried_and_every_point_finishes(search):
     _, output, _ = search
     states = [t.state for t in trials(output)]
@@ -73,6 +77,7 @@ def test_crashed_point_is_retried_and_every_point_finishes(search):
     assert sorted(snapshot(output)) == ["trial_001", "trial_002"]
 
 
+@pytest.mark.slow
 def test_results_rank_both_points(search):
     _, output, _ = search
     with (output / "results.csv").open(encoding="utf8") as file:
@@ -92,6 +97,7 @@ def test_results_rank_both_points(search):
     assert all(row["output"] in markdown for row in rows)
 
 
+@pytest.mark.slow
 def test_best_config_is_the_base_config_with_the_best_point(search):
     _, output, _ = search
     with (output / "results.csv").open(encoding="utf8") as file:
@@ -105,6 +111,7 @@ def test_best_config_is_the_base_config_with_the_best_point(search):
     assert config == base
 
 
+@pytest.mark.slow
 def test_rerun_trains_nothing(search):
     grid_file, output, args = search
     before = snapshot(output)
@@ -116,6 +123,7 @@ def test_rerun_trains_nothing(search):
     assert len(trials(output)) == n_trials
 
 
+@pytest.mark.slow
 def test_another_grid_in_the_same_folder_is_refused(search, tmp_path):
     grid_file, output, args = search
     other = tmp_path / "grid.yml"
@@ -136,7 +144,10 @@ def test_interrupted_point_is_trained_again(tmp_path, monkeypatch):
 
     def fake_experiment(config, folder, overrides, score_on, gpu):
         trained.append(overrides[WIDTH])
-        return {"train_seconds": 1.0, "dev": {"entities": {"micro": {"f1-score": 0.5, "precision": 0.5, "recall": 0.5}}}}
+        return {
+            "train_seconds": 1.0,
+            "dev": {"entities": {"micro": {"f1-score": 0.5, "precision": 0.5, "recall": 0.5}}},
+        }
 
     monkeypatch.setattr(grid, "run_experiment", fake_experiment)
     study = grid.open_study(output / "grid.db", {**grid.load_grid(grid_file), "config": str(CONFIG)})

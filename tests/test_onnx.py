@@ -1,4 +1,5 @@
 """ONNX export of the tiny pipeline: parity with PyTorch, batches, long docs, int8, no torch."""
+
 import json
 import random
 import subprocess
@@ -11,12 +12,12 @@ from spacy.tokens import Doc
 from spacy_transformers.span_getters import get_strided_spans
 from typer.testing import CliRunner
 
-from conftest import ROOT, build_nlp, make_doc, make_docs, write_docbin
-
 from pos_ner.cli import app
 from pos_ner.onnx import OnnxNer
 from pos_ner.onnx.export import check_config, find_pipes
 from pos_ner.onnx.runtime import strided_windows
+
+from conftest import ROOT, build_nlp, make_doc, make_docs, write_docbin
 
 TEXTS = [
     "Anna Berg lives in Paris .",
@@ -105,7 +106,9 @@ def test_parity_cli_fp32_and_int8(onnx_dir, tiny_pipeline_dir, nlp, tmp_path):
     docs = [*make_docs(20, seed=9, vocab=nlp.vocab), make_doc(nlp.vocab, random.Random(5), n_sents=40)]
     data = write_docbin(tmp_path / "dev.spacy", docs)
     output = tmp_path / "parity.json"
-    result = CliRunner().invoke(app, ["onnx-parity", str(tiny_pipeline_dir), str(onnx_dir), str(data), "-o", str(output)])
+    result = CliRunner().invoke(
+        app, ["onnx-parity", str(tiny_pipeline_dir), str(onnx_dir), str(data), "-o", str(output)]
+    )
     assert result.exit_code == 0, result.output
     assert "onnx fp32" in result.output and "onnx int8" in result.output
     parity = json.loads(output.read_text())

@@ -1,14 +1,18 @@
 """The pos_ner component: training, decoding, confidences, serialization."""
+
 import numpy
 import pytest
 import spacy
+import srsly
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import load_config
-from thinc.api import Adam, Linear, Model, concatenate
+from spacy_transformers.layers import TransformerListener
+from thinc.api import Model, concatenate
 
-from pos_ner import PosNer, build_pos_ner_model, concat_per_doc
+from pos_ner import Entity, PosNer, build_pos_ner_model, concat_per_doc, decode
 from pos_ner.decoding import transition_masks, viterbi_decode
+
 from conftest import ANNOTATING, ROOT, build_nlp, make_examples, train
 
 
@@ -210,3 +214,85 @@ def test_labels_can_be_given_at_initialize(tiny_bert):
     assert ner.labels == ("ANIMAL", "PER")
     with pytest.raises(ValueError, match="already initialized"):
         ner.add_label("LOC")
+
+
+def test_confidence_is_the_lowest_probability_of_the_decoded_tags():
+    names = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    probs = numpy.array(
+        [
+            [0.10, 0.70, 0.10, 0.05, 0.05],  # B-LOC 0.70
+            [0.20, 0.05, 0.60, 0.10, 0.05],  # I-LOC 0.60
+            [0.90, 0.02, 0.03, 0.03, 0.02],  # O
+            [0.10, 0.10, 0.10, 0.65, 0.05],  # B-PER 0.65
+        ]
+    )
+    ents = decode(probs, names, [True, False, False, False])
+    assert [(e.start, e.end, e.label) for e in ents] == [(0, 2, "LOC"), (3, 4, "PER")]
+    assert [e.confidence for e in ents] == pytest.approx([0.60, 0.65])
+    # Viterbi turns the orphan I-LOC (0.5) into B-LOC: the confidence is that tag's 0.4, not the argmax.
+    repaired = decode(numpy.array([[0.9, 0.05, 0.05], [0.1, 0.4, 0.5]]), names[:3], [True, False])
+    assert repaired == [Entity(1, 2, "LOC", pytest.approx(0.4))]
+
+
+def test_set_annotations_sets_entities_and_confidences_from_fixed_scores(trained):
+    nlp, _ = trained
+    ner = nlp.get_pipe("ner")
+    doc = nlp.make_doc("Anna Berg lives in Oslo")
+    probs = numpy.full((5, len(ner.tag_names)), 0.01, dtype="f")
+    for i, tag in enumerate(["B-PER", "I-PER", "O", "O", "B-LOC"]):
+        probs[i, ner.tag_names.index(tag)] = 0.9 - 0.1 * i
+    ner.set_annotations([doc], [probs])
+    assert [(e.text, e.label_) for e in doc.ents] == [("Anna Berg", "PER"), ("Oslo", "LOC")]
+    assert [e._.confidence for e in doc.ents] == pytest.approx([0.8, 0.5])
+
+
+def test_concat_per_doc_with_a_real_listener_that_is_not_the_last(tiny_bert, monkeypatch):
+    """With `ner` before `tagger`, the pos_ner listener is the transformer's first
+    listener: its backprop returns None (spacy-transformers accumulates the gradient
+    for the last listener to send), and concat_per_doc must still train."""
+    config = load_config(ROOT / "configs" / "pos_ner.cfg", interpolate=True)
+    config["components"]["transformer"]["model"]["name"] = str(tiny_bert)
+    config["nlp"]["pipeline"] = ["transformer", "ner", "tagger"]
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    listeners = nlp.get_pipe("transformer").listeners
+    assert any(node is listeners[0] for node in nlp.get_pipe("ner").model.walk())
+    assert len(listeners) == 2
+    seen = []
+    original = TransformerListener.backprop_and_clear
+
+    def spy(self, d_outputs):
+        result = original(self, d_outputs)
+        if self is listeners[0]:
+            seen.append((result, sum(float(abs(t).sum()) for d in d_outputs for t in d.tensors)))
+        return result
+
+    monkeypatch.setattr(TransformerListener, "backprop_and_clear", spy)
+    history = train(nlp, make_examples(nlp, n_docs=6), steps=8, annotates=[])
+    assert seen and all(result is None for result, _ in seen), "the first listener's backprop returns None"
+    assert all(gradient > 0 for _, gradient in seen), "ner's gradient reaches the transformer"
+    assert history[-1] < history[0]
+
+
+def _compare_systems():
+    definition = srsly.read_yaml(ROOT / "configs" / "compare.yml")
+    return [(name, system) for name, system in definition["systems"].items() if "config" in system]
+
+
+@pytest.mark.parametrize(("name", "system"), _compare_systems(), ids=[name for name, _ in _compare_systems()])
+def test_every_compared_config_trains_on_the_tiny_model(tiny_bert, name, system):
+    """Each spaCy system of configs/compare.yml (pos_shape's SHAPE feature, no_pos,
+    configs/baseline_ner.cfg's built-in ner, ...) builds and learns in a few steps."""
+    config = load_config(ROOT / system["config"], interpolate=True)
+    config["components"]["transformer"]["model"]["name"] = str(tiny_bert)
+    for path, value in system.get("overrides", {}).items():
+        *sections, key = path.split(".")
+        node = config
+        for section in sections:
+            node = node[section]
+        node[key] = value
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    annotates = config["training"]["annotating_components"]
+    history = train(nlp, make_examples(nlp, n_docs=8), steps=12, annotates=annotates)
+    assert history[-1] < history[0]
+    doc = nlp("Lena lives in Cairo .")
+    assert doc.has_annotation("ENT_IOB") and doc.has_annotation("TAG")

@@ -1,13 +1,11 @@
 """`pos-ner predict` (pos_ner.io.records) on the tiny trained pipeline: formats, streaming, bad records."""
+
 import json
-import sys
 
 import pytest
 import spacy
 from spacy.tokens import Doc, Span
 from typer.testing import CliRunner
-
-from conftest import ROOT
 
 from pos_ner.cli import app
 from pos_ner.io import records as predict
@@ -130,7 +128,9 @@ def test_bad_records_are_reported_and_skipped(tiny_pipeline_dir, tmp_path):
 
 def test_bad_tokens(tiny_pipeline_dir, tmp_path):
     source = tmp_path / "in.jsonl"
-    source.write_text('{"tokens": ["Oslo"]}\n{"tokens": "Oslo"}\n{"tokens": ["a", ""]}\n{"tokens": [1]}\n{"text": "x"}\n')
+    source.write_text(
+        '{"tokens": ["Oslo"]}\n{"tokens": "Oslo"}\n{"tokens": ["a", ""]}\n{"tokens": [1]}\n{"text": "x"}\n'
+    )
     output = tmp_path / "out.jsonl"
     result = run(tiny_pipeline_dir, source, output, "--format", "tokens")
     assert result.exit_code == 0

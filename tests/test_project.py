@@ -1,7 +1,9 @@
 """End to end: `spacy project run all` on synthetic CoNLL files with a tiny
 random BERT, then the packaged wheel installed in a fresh virtual environment
 must give the same entities as the trained pipeline directory."""
+
 import json
+import os
 import random
 import shutil
 import site
@@ -54,9 +56,12 @@ def run(cmd, **kwargs):
     return result.stdout
 
 
-# The same pipeline config, with a training schedule sized for a toy corpus (config overrides, not a rewritten config).
-TOY_SCHEDULE = ("--training.max_steps 40 --training.eval_frequency 20 --training.batcher.size 150 "
-                "--training.optimizer.learn_rate.warmup_steps 5 --training.optimizer.learn_rate.initial_rate 0.003")
+# The same pipeline config, with a training schedule sized for a toy corpus: config overrides, passed
+# the way spaCy's CLI reads them from the environment, not a rewritten config.
+TOY_SCHEDULE = (
+    "--training.max_steps 40 --training.eval_frequency 20 --training.batcher.size 150 "
+    "--training.optimizer.learn_rate.warmup_steps 5 --training.optimizer.learn_rate.initial_rate 0.003"
+)
 
 
 def copy_project(destination: Path) -> Path:
@@ -65,7 +70,9 @@ def copy_project(destination: Path) -> Path:
     for name in ["project.yml", "configs", "components", "benchmarks"]:
         source = ROOT / name
         copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, destination / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
+        copy(
+            source, destination / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {})
+        )
     return destination
 
 
@@ -102,9 +109,22 @@ def project(tmp_path_factory):
     project_dir = copy_project(base / "project")
     encoder = make_tiny_bert(base / "encoder")
     run(
-        [sys.executable, "-m", "spacy", "project", "run", "all", str(project_dir),
-         "--vars.data_dir", str(data), "--vars.transformer", str(encoder),
-         "--vars.gpu", "-1", f"--vars.train_overrides={TOY_SCHEDULE}"],
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "project",
+            "run",
+            "all",
+            str(project_dir),
+            "--vars.data_dir",
+            str(data),
+            "--vars.transformer",
+            str(encoder),
+            "--vars.gpu",
+            "-1",
+        ],
+        env={**os.environ, "SPACY_CONFIG_OVERRIDES": TOY_SCHEDULE},
     )
     # The trained pipeline must not depend on the encoder's original folder.
     shutil.rmtree(encoder)
@@ -156,7 +176,7 @@ def test_wheel_installs_and_loads_offline(project, tmp_path):
 @pytest.mark.slow
 def test_component_wheel_alone_trains_a_user_config_without_code(tmp_path, toy_corpus):
     """Someone else's project: only the component's wheel installed, a config of
-    theirs that names `factory = "pos_ner"`, `spacy train` with no --code, run
+    theirs that names `factory = "pos_ner"`, `spacy train` with no code file, run
     outside this checkout; the trained pipeline loads and finds entities."""
     python = fresh_venv(tmp_path / "venv")
     run([str(python), "-m", "pip", "install", "--no-index", "--no-deps", str(build_component_wheel(tmp_path / "w"))])
@@ -166,9 +186,26 @@ def test_component_wheel_alone_trains_a_user_config_without_code(tmp_path, toy_c
     encoder = make_tiny_bert(tmp_path / "encoder")
     train, dev = toy_corpus
     env = {**OFFLINE, "PATH": str(python.parent)}
-    run([str(python), "-m", "spacy", "train", "ner.cfg", "--output", "out", "--paths.train", str(train),
-         "--paths.dev", str(dev), "--components.transformer.model.name", str(encoder),
-         *TOY_SCHEDULE.replace("max_steps 40", "max_steps 30").split()], cwd=user, env=env)
+    run(
+        [
+            str(python),
+            "-m",
+            "spacy",
+            "train",
+            "ner.cfg",
+            "--output",
+            "out",
+            "--paths.train",
+            str(train),
+            "--paths.dev",
+            str(dev),
+            "--components.transformer.model.name",
+            str(encoder),
+            *TOY_SCHEDULE.replace("max_steps 40", "max_steps 30").split(),
+        ],
+        cwd=user,
+        env=env,
+    )
     check = """
 import inspect, sys, spacy
 nlp = spacy.load("out/model-best")

@@ -1,4 +1,5 @@
 """pos_ner.serving and `pos-ner serve` (TestClient and one real uvicorn server) and benchmarks/load_test.py."""
+
 import json
 import os
 import socket
@@ -11,12 +12,11 @@ import pytest
 import spacy
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from typer.testing import CliRunner
-
-from conftest import ROOT
 
 from pos_ner.io.records import doc_to_entities
 from pos_ner.serving import create_app
+
+from conftest import ROOT
 
 TEXTS = ["Anna Berg lives in Paris .", "Globex opened an office in Lima .", ""]
 
@@ -164,8 +164,18 @@ def test_real_server(server, nlp):
 
 def test_load_test(server, tmp_path):
     output = tmp_path / "load.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "load_test.py"), "--url", server,
-               "--duration", "2", "--concurrency", "2", "--output", str(output)]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "load_test.py"),
+        "--url",
+        server,
+        "--duration",
+        "2",
+        "--concurrency",
+        "2",
+        "--output",
+        str(output),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert "latency p95" in completed.stdout
@@ -176,10 +186,20 @@ def test_load_test(server, tmp_path):
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p95"] <= result["latency_ms"]["p99"]
 
 
-@pytest.mark.parametrize("url", ["http://example.com:8000", "http://10.0.0.1", "ftp://127.0.0.1", "http://127.0.0.1.nip.io"])
+@pytest.mark.parametrize(
+    "url", ["http://example.com:8000", "http://10.0.0.1", "ftp://127.0.0.1", "http://127.0.0.1.nip.io"]
+)
 def test_load_test_refuses_other_hosts(url, tmp_path):
-    command = [sys.executable, str(ROOT / "benchmarks" / "load_test.py"), "--url", url, "--duration", "1",
-               "--output", str(tmp_path / "x.json")]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "load_test.py"),
+        "--url",
+        url,
+        "--duration",
+        "1",
+        "--output",
+        str(tmp_path / "x.json"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "refusing" in result.stderr
     assert not (tmp_path / "x.json").exists()

@@ -1,13 +1,16 @@
 """benchmarks/speed.py end to end on the tiny pipeline, a synthetic DocBin and
 an ONNX export made here: every system reports positive speed, latency and memory."""
+
 import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, make_docs, write_docbin
 
 
-
+@pytest.mark.slow
 def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
     from pos_ner.onnx.export import export
 
@@ -16,9 +19,24 @@ def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
     data = write_docbin(tmp_path / "dev.spacy", make_docs(6, seed=5))
     output = tmp_path / "speed.json"
     cmd = [
-        sys.executable, str(ROOT / "benchmarks" / "speed.py"),
-        "--model", str(tiny_pipeline_dir), "--onnx-dir", str(onnx_dir), "--data", str(data),
-        "--output", str(output), "--limit-docs", "4", "--repeats", "1", "--n-sentences", "5", "--threads", "1",
+        sys.executable,
+        str(ROOT / "benchmarks" / "speed.py"),
+        "--model",
+        str(tiny_pipeline_dir),
+        "--onnx-dir",
+        str(onnx_dir),
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        "--limit-docs",
+        "4",
+        "--repeats",
+        "1",
+        "--n-sentences",
+        "5",
+        "--threads",
+        "1",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,7 +3,7 @@ model in `architectures`, decodes a valid entity sequence (`decoding`), and sets
 `doc.ents` with each entity's `span._.confidence`.
 
 Registered with spaCy through this package's `spacy_factories` entry point, so
-configs that name `factory = "pos_ner"` need no `--code`.
+configs that name `factory = "pos_ner"` work without handing spaCy a code file.
 """
 
 from itertools import islice
@@ -172,5 +172,5 @@ class PosNer(TrainablePipe):
         for eg in examples:
             gold = biluo_to_iob(eg.get_aligned_ner())
             truths.append([tag if tag in known else None for tag in gold])
-        d_scores, loss = loss_func(scores, truths)
+        d_scores, loss = loss_func(scores, truths)  # type: ignore[arg-type]  # None: thinc's missing value
         return float(loss), d_scores

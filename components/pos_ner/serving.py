@@ -5,6 +5,7 @@ POST /ner with {"text": "..."} or {"texts": ["...", ...]} returns
 them. GET /health says which model is loaded; GET /metrics is for Prometheus.
 Client errors get 400/413/422 and {"error": kind, "field": ..., "message": ...}.
 """
+
 import json
 import threading
 import time
@@ -48,16 +49,18 @@ def parse_texts(body: bytes, max_texts: int, max_chars: int) -> List[str]:
     try:
         payload = json.loads(body.decode("utf8"))
     except UnicodeDecodeError as err:
-        raise ApiError(400, "invalid_utf8", "body", f"the body is not valid UTF-8 (byte {err.start})")
+        raise ApiError(400, "invalid_utf8", "body", f"the body is not valid UTF-8 (byte {err.start})") from None
     except (ValueError, RecursionError) as err:
-        raise ApiError(400, "invalid_json", "body", f"malformed JSON: {err}")
+        raise ApiError(400, "invalid_json", "body", f"malformed JSON: {err}") from None
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_type", "body", f"expected a JSON object, got {json_type(payload)}")
     for field in payload:
         if field not in ("text", "texts"):
             raise ApiError(422, "unknown_field", field, f"unknown field {field!r}")
     if len(payload) != 1:
-        raise ApiError(422, "missing_field", "text", "send exactly one of 'text' (a string) or 'texts' (an array of strings)")
+        raise ApiError(
+            422, "missing_field", "text", "send exactly one of 'text' (a string) or 'texts' (an array of strings)"
+        )
     if "text" in payload:
         named = [("text", payload["text"])]
     else:
@@ -67,17 +70,22 @@ def parse_texts(body: bytes, max_texts: int, max_chars: int) -> List[str]:
         if not texts:
             raise ApiError(422, "empty_texts", "texts", "'texts' must not be empty")
         if len(texts) > max_texts:
-            raise ApiError(422, "too_many_texts", "texts", f"'texts' has {len(texts)} items, more than the limit of {max_texts}")
+            raise ApiError(
+                422, "too_many_texts", "texts", f"'texts' has {len(texts)} items, more than the limit of {max_texts}"
+            )
         named = [(f"texts[{i}]", text) for i, text in enumerate(texts)]
     for field, text in named:
         if not isinstance(text, str):
             raise ApiError(422, "invalid_type", field, f"'{field}' must be a string, got {json_type(text)}")
         if len(text) > max_chars:
-            raise ApiError(422, "text_too_long", field, f"'{field}' has {len(text)} characters, more than the limit of {max_chars}")
+            raise ApiError(
+                422, "text_too_long", field, f"'{field}' has {len(text)} characters, more than the limit of {max_chars}"
+            )
         try:
             text.encode("utf8")
         except UnicodeEncodeError:
-            raise ApiError(422, "invalid_text", field, f"'{field}' has an unpaired surrogate escape, not valid Unicode")
+            message = f"'{field}' has an unpaired surrogate escape, not valid Unicode"
+            raise ApiError(422, "invalid_text", field, message) from None
     return [text for _, text in named]
 
 

@@ -14,9 +14,11 @@ def evaluate_cli(
     output_path: Path = typer.Option(..., "--output", "-o", help="Metrics JSON to write"),
     batch_size: int = typer.Option(32, "--batch-size"),
     report_dir: Optional[Path] = typer.Option(
-        None, "--report-dir", file_okay=False, help="Write report.md and confusion.png (and training.png) here"),
+        None, "--report-dir", file_okay=False, help="Write report.md and confusion.png (and training.png) here"
+    ),
     training_log: Optional[Path] = typer.Option(
-        None, "--training-log", exists=True, dir_okay=False, help="JSONL log of the training (for training.png)"),
+        None, "--training-log", exists=True, dir_okay=False, help="JSONL log of the training (for training.png)"
+    ),
 ) -> None:
     """Evaluate MODEL on DATA_PATH and write seqeval metrics to OUTPUT_PATH."""
     if training_log is not None and report_dir is None:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import typer
 
-from ._util import app
+from ._util import app, fail
 
 
 @app.command("export-onnx")
@@ -18,6 +18,5 @@ def export_onnx_cli(
     try:
         meta = export(model, output_dir, opset=opset, quantize=quantize)
     except ValueError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(1)
+        fail(str(err))
     typer.echo(f"wrote {', '.join(meta['models'].values())} to {output_dir}")

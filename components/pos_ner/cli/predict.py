@@ -14,7 +14,7 @@ def predict_cli(
     model: str = typer.Argument(..., help="Pipeline directory or installed package name"),
     input_path: str = typer.Argument(..., help="Text or JSONL file, '-' for stdin"),
     output_path: str = typer.Argument(..., help="JSONL file to write, '-' for stdout"),
-    fmt: Format = typer.Option(Format.auto, "--format", "-f", help="auto: .jsonl/.json by their first record, else text"),
+    fmt: Format = typer.Option(Format.auto, "--format", "-f", help="auto: .jsonl/.json by the first record, else text"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     on_error: OnError = typer.Option(OnError.skip, "--on-error", help="skip bad records or stop at the first one"),
 ) -> None:
@@ -59,7 +59,7 @@ def predict_cli(
     except BadRecord:
         kept = "" if to_stdout else f"; {output_path} not written"
         typer.echo(f"stopped at the first bad record (--on-error fail){kept}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     finally:
         bar.close()
         if not from_stdin:

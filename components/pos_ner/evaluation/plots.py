@@ -1,5 +1,6 @@
 """The evaluation report's figures: confusion matrices of BIO tags, and
 training curves from the JSONL log spaCy's ConsoleLogger writes (`output_file`)."""
+
 from pathlib import Path
 from typing import Dict, List
 
@@ -22,7 +23,8 @@ def plot_confusion(confusion: Dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(2 * size, size))
     for ax, (title, names, counts) in zip(axes, panels):
         ConfusionMatrixDisplay(counts, display_labels=names).plot(
-            ax=ax, cmap="Blues", values_format="d", colorbar=False, xticks_rotation=45)
+            ax=ax, cmap="Blues", values_format="d", colorbar=False, xticks_rotation=45
+        )
         ax.set(title=f"{title}: gold vs predicted tag (tokens)", xlabel="predicted tag", ylabel="gold tag")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -46,8 +48,9 @@ def plot_training(log_path: Path, path: Path) -> None:
     for component in records[0]["losses"]:
         losses = [record["losses"][component] / n for record, n in zip(records, n_updates)]
         loss_ax.plot(steps, losses, marker=".", label=component)
-    loss_ax.set(title="Training loss per component", xlabel="step",
-                ylabel="loss per step (mean since previous evaluation)")
+    loss_ax.set(
+        title="Training loss per component", xlabel="step", ylabel="loss per step (mean since previous evaluation)"
+    )
     loss_ax.legend()
     score_ax.plot(steps, [record["scores"].get("ents_f") for record in records], marker=".", color="tab:green")
     score_ax.set(title="Dev entity F1", xlabel="step", ylabel="ents_f (%)", ylim=(0, 100))

@@ -5,18 +5,17 @@ report (figures: `pos_ner.evaluation.plots`).
 Predictions are made on the gold tokens, so entity and token scores are
 computed over exactly the corpus' tokens, as conlleval does.
 """
+
 import time
 from collections import Counter
 from itertools import islice
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from seqeval.metrics import accuracy_score, classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import confusion_matrix
-from spacy.tokens import Doc, DocBin, Span
+from spacy.tokens import Doc, Span
 from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
-
 
 # What happens to a gold entity that is not predicted exactly; "spurious" is a
 # predicted entity that overlaps no gold entity.
@@ -63,6 +62,7 @@ def entity_errors(gold: Doc, pred: Doc) -> List[EntityError]:
     it overlaps (same span other label: wrong_type; same label other span:
     boundary; neither: boundary_and_type; none: missed), then each predicted
     entity that overlaps no gold entity (spurious)."""
+
     def overlap(a: Span, b: Span) -> bool:
         return a.start < b.end and b.start < a.end
 
@@ -112,14 +112,21 @@ def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Tuple[Dict, Lis
 def format_table(metrics: Dict) -> str:
     scores = metrics["entities"]
     rows = [("type", "P", "R", "F1", "support")]
-    for name, values in [*sorted(scores["per_type"].items()), *[(k, scores[k]) for k in ("micro", "macro", "weighted")]]:
-        rows.append((name, *(f"{100 * values[k]:.2f}" for k in ("precision", "recall", "f1-score")), str(values["support"])))
+    for name, values in [
+        *sorted(scores["per_type"].items()),
+        *[(k, scores[k]) for k in ("micro", "macro", "weighted")],
+    ]:
+        rows.append(
+            (name, *(f"{100 * values[k]:.2f}" for k in ("precision", "recall", "f1-score")), str(values["support"]))
+        )
     lines = ["  ".join(cell.rjust(9) for cell in row) for row in rows]
     tag_acc = metrics["tag_acc"]
-    lines.append(f"token accuracy {100 * metrics['token_acc']:.2f}  "
-                 f"tagger accuracy {'n/a' if tag_acc is None else f'{100 * tag_acc:.2f}'}  "
-                 f"strict IOB2 micro F1 {100 * metrics['entities_strict_iob2']['micro']['f1-score']:.2f}  "
-                 f"words/s {metrics['words_per_second']:.0f}")
+    lines.append(
+        f"token accuracy {100 * metrics['token_acc']:.2f}  "
+        f"tagger accuracy {'n/a' if tag_acc is None else f'{100 * tag_acc:.2f}'}  "
+        f"strict IOB2 micro F1 {100 * metrics['entities_strict_iob2']['micro']['f1-score']:.2f}  "
+        f"words/s {metrics['words_per_second']:.0f}"
+    )
     return "\n".join(lines)
 
 
@@ -148,19 +155,32 @@ def example(gold: Doc, pred: Doc, start: int, end: int, title: str) -> str:
 def error_report(metrics: Dict, gold_docs: List[Doc], predicted: List[Doc], top: int = 10, n_examples: int = 3) -> str:
     """Markdown: scores, entity error counts, then the `top` most frequent
     entity errors and tag confusions, each with a few example sentences."""
+
     def section(title: str, count: int, examples: List[str]) -> List[str]:
         return [f"### {title} ({count})", "", "```text", "\n\n".join(examples), "```", ""]
 
-    lines = ["# Evaluation report", "", f"`{metrics.get('model')}` on `{metrics.get('data')}`: "
-             f"{metrics['n_docs']} documents, {metrics['n_words']} words.", "",
-             "```text", format_table(metrics), "```", "",
-             "## Entity errors", "",
-             "Each gold entity is either correct, of the wrong type (same span), off in its "
-             "boundaries (overlapping prediction of the same type), off in boundaries and type, "
-             "or missed (no overlapping prediction). A predicted entity that overlaps no gold "
-             "entity is spurious.", "",
-             "| error | count |", "| --- | ---: |",
-             *[f"| {kind.replace('_', ' ')} | {n} |" for kind, n in metrics["entity_errors"].items()], ""]
+    lines = [
+        "# Evaluation report",
+        "",
+        f"`{metrics.get('model')}` on `{metrics.get('data')}`: "
+        f"{metrics['n_docs']} documents, {metrics['n_words']} words.",
+        "",
+        "```text",
+        format_table(metrics),
+        "```",
+        "",
+        "## Entity errors",
+        "",
+        "Each gold entity is either correct, of the wrong type (same span), off in its "
+        "boundaries (overlapping prediction of the same type), off in boundaries and type, "
+        "or missed (no overlapping prediction). A predicted entity that overlaps no gold "
+        "entity is spurious.",
+        "",
+        "| error | count |",
+        "| --- | ---: |",
+        *[f"| {kind.replace('_', ' ')} | {n} |" for kind, n in metrics["entity_errors"].items()],
+        "",
+    ]
     groups: Dict[str, List[Tuple[Doc, Doc, List[Span]]]] = {}
     for gold, pred in zip(gold_docs, predicted):
         for kind, *spans in entity_errors(gold, pred):
@@ -168,21 +188,36 @@ def error_report(metrics: Dict, gold_docs: List[Doc], predicted: List[Doc], top:
             key = f"{kind.replace('_', ' ')}: {' → '.join(span.label_ for span in spans)}"
             groups.setdefault(key, []).append((gold, pred, spans))
     for key, errors in sorted(groups.items(), key=lambda item: -len(item[1]))[:top]:
-        examples = [example(gold, pred, min(s.start for s in spans), max(s.end for s in spans),
-                            " → ".join(f"{s.text!r} {s.label_}" for s in spans))
-                    for gold, pred, spans in errors[:n_examples]]
+        examples = [
+            example(
+                gold,
+                pred,
+                min(s.start for s in spans),
+                max(s.end for s in spans),
+                " → ".join(f"{s.text!r} {s.label_}" for s in spans),
+            )
+            for gold, pred, spans in errors[:n_examples]
+        ]
         lines += section(key, len(errors), examples)
 
     lines += ["## Tag confusions (tokens)", "", "| gold | predicted | count |", "| --- | --- | ---: |"]
     labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
-    cells = sorted(((n, g, p) for g, row in zip(labels, matrix) for p, n in zip(labels, row) if g != p and n),
-                   key=lambda cell: -cell[0])[:top]
+    cells = sorted(
+        ((n, g, p) for g, row in zip(labels, matrix) for p, n in zip(labels, row) if g != p and n),
+        key=lambda cell: -cell[0],
+    )[:top]
     lines += [f"| {g} | {p} | {n} |" for n, g, p in cells] + [""]
     tags = [list(zip(bio_tags(gold), bio_tags(pred))) for gold, pred in zip(gold_docs, predicted)]
     for n, g_tag, p_tag in cells:
-        found = ((gold, pred, i) for gold, pred, pairs in zip(gold_docs, predicted, tags)
-                 for i, pair in enumerate(pairs) if pair == (g_tag, p_tag))
-        examples = [example(gold, pred, i, i + 1, f"{gold[i].text!r} {g_tag} → {p_tag}")
-                    for gold, pred, i in islice(found, n_examples)]
+        found = (
+            (gold, pred, i)
+            for gold, pred, pairs in zip(gold_docs, predicted, tags)
+            for i, pair in enumerate(pairs)
+            if pair == (g_tag, p_tag)
+        )
+        examples = [
+            example(gold, pred, i, i + 1, f"{gold[i].text!r} {g_tag} → {p_tag}")
+            for gold, pred, i in islice(found, n_examples)
+        ]
         lines += section(f"{g_tag} → {p_tag}", n, examples)
     return "\n".join(lines)

@@ -9,6 +9,7 @@ trains and scores itself with the same seqeval functions. Paths in the
 definition are relative to the working directory (the project's folder). A run
 whose result file exists is not re-run, so an interrupted comparison resumes.
 """
+
 import json
 import platform
 import statistics
@@ -89,19 +90,40 @@ def spacy_overrides(system: Dict, seed: int, corpus: Dict[str, Path], definition
     }
 
 
-def run_script(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict,
-               transformer: str, gpu: str, out: Path) -> Dict[str, Any]:
+def run_script(
+    system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict, transformer: str, gpu: str, out: Path
+) -> Dict[str, Any]:
     """Train and score a `script` system; the same result shape as `run_experiment`."""
-    command = [sys.executable, system["script"], "train", transformer, str(corpus["train"]), str(out / "model"),
-               "--epochs", str(definition["epochs"]), "--seed", str(seed),
-               "--warmup-share", str(definition.get("warmup_share", 0.1)), "--gpu", gpu]
+    command = [
+        sys.executable,
+        system["script"],
+        "train",
+        transformer,
+        str(corpus["train"]),
+        str(out / "model"),
+        "--epochs",
+        str(definition["epochs"]),
+        "--seed",
+        str(seed),
+        "--warmup-share",
+        str(definition.get("warmup_share", 0.1)),
+        "--gpu",
+        gpu,
+    ]
     for key, value in system.get("args", {}).items():
         command += [f"--{key.replace('_', '-')}", str(value)]
     result: Dict[str, Any] = {"train_seconds": run_command(command, out / "train.log")}
     for split in ("dev", "test"):
         metrics_path = out / f"{split}.json"
-        command = [sys.executable, system["script"], "evaluate", str(out / "model"), str(corpus[split]),
-                   "--output", str(metrics_path)]
+        command = [
+            sys.executable,
+            system["script"],
+            "evaluate",
+            str(out / "model"),
+            str(corpus[split]),
+            "--output",
+            str(metrics_path),
+        ]
         run_command(command, metrics_path.with_suffix(".log"))
         result[split] = json.loads(metrics_path.read_text(encoding="utf8"))
     return result
@@ -116,8 +138,9 @@ def summary(metrics: Dict) -> Dict:
     }
 
 
-def run_one(run: Dict, definition: Dict, corpora: Dict[str, Dict[str, Path]], transformer: str,
-            gpu: str, workdir: Path) -> Dict:
+def run_one(
+    run: Dict, definition: Dict, corpora: Dict[str, Dict[str, Path]], transformer: str, gpu: str, workdir: Path
+) -> Dict:
     system = definition["systems"][run["system"]]
     name = f"{run['system']}-seed{run['seed']}"
     out = workdir / name
@@ -147,8 +170,10 @@ def run_one(run: Dict, definition: Dict, corpora: Dict[str, Dict[str, Path]], tr
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     result_path.write_text(json.dumps(result, indent=2), encoding="utf8")
-    print(f"{name}: dev F1 {100 * dev['f1']:.2f}, test F1 {100 * test['f1']:.2f}, "
-          f"{result['train_minutes']:.1f} min", flush=True)
+    print(
+        f"{name}: dev F1 {100 * dev['f1']:.2f}, test F1 {100 * test['f1']:.2f}, {result['train_minutes']:.1f} min",
+        flush=True,
+    )
     return result
 
 
@@ -186,14 +211,20 @@ def format_markdown(rows: List[Dict]) -> str:
             text += f" ± {stat['stdev'] * scale:.{digits}f}"
         return text
 
-    header = (["system", "seeds", "test F1", "dev F1"] + [f"test {t}" for t in TYPES]
-              + ["train min", "train words/s", "inference words/s"])
+    header = (
+        ["system", "seeds", "test F1", "dev F1"]
+        + [f"test {t}" for t in TYPES]
+        + ["train min", "train words/s", "inference words/s"]
+    )
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + " |"]
     for row in rows:
         cells = [row["system"], ",".join(map(str, row["seeds"])), cell(row["test_f1"], 100), cell(row["dev_f1"], 100)]
         cells += [cell(row[f"test_{t}_f1"], 100) for t in TYPES]
-        cells += [cell(row["train_minutes"], digits=1), cell(row["train_words_per_second"], digits=0),
-                  cell(row["inference_words_per_second"], digits=0)]
+        cells += [
+            cell(row["train_minutes"], digits=1),
+            cell(row["train_words_per_second"], digits=0),
+            cell(row["inference_words_per_second"], digits=0),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Mean ± sample standard deviation over the seeds listed; F1 in %.")
@@ -201,9 +232,17 @@ def format_markdown(rows: List[Dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare(definition_path: Path, transformer: str, corpus_dir: Path, sentences_dir: Path, workdir: Path,
-            output: Path, gpu: str = "auto", only: Optional[List[str]] = None,
-            seeds: Optional[List[int]] = None) -> Dict:
+def compare(
+    definition_path: Path,
+    transformer: str,
+    corpus_dir: Path,
+    sentences_dir: Path,
+    workdir: Path,
+    output: Path,
+    gpu: str = "auto",
+    only: Optional[List[str]] = None,
+    seeds: Optional[List[int]] = None,
+) -> Dict:
     """Run (or resume) every planned run, then write `output` (JSON) and its .md
     table; returns the report, whose "failed" lists the runs that failed."""
     definition = load_definition(definition_path)
@@ -213,8 +252,7 @@ def compare(definition_path: Path, transformer: str, corpus_dir: Path, sentences
     }
     planned = runs(definition, only, seeds)
     needed = {definition["systems"][r["system"]].get("corpus", "documents") for r in planned}
-    missing = [str(path) for kind in corpora if kind in needed
-               for path in corpora[kind].values() if not path.exists()]
+    missing = [str(path) for kind in corpora if kind in needed for path in corpora[kind].values() if not path.exists()]
     if missing:
         raise DefinitionError(f"{', '.join(missing)} do(es) not exist (run the convert steps first)")
     results, failures = [], []
@@ -230,8 +268,12 @@ def compare(definition_path: Path, transformer: str, corpus_dir: Path, sentences
         "definition": str(definition_path),
         "transformer": transformer,
         "epochs": definition["epochs"],
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "python": platform.python_version(), "spacy": spacy.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+            "spacy": spacy.__version__,
+        },
         "runs": results,
         "failed": failures,
         "systems": rows,

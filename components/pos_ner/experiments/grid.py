@@ -9,11 +9,13 @@ Writes OUTPUT/trial_NNN/ (one training each), OUTPUT/results.md and
 OUTPUT/results.csv (finished points ranked by dev entity F1, rewritten as each
 point finishes) and OUTPUT/best.cfg (the base config with the best point's values).
 """
+
 import csv
 import json
+from datetime import timedelta
 from math import prod
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, cast
 
 import optuna
 import srsly
@@ -47,14 +49,16 @@ def open_study(db: Path, definition: Dict) -> optuna.Study:
     if stored is None:
         study.set_user_attr("definition", definition)
     elif stored != definition:
-        raise ValueError(f"{db} holds a search with another grid, overrides or base config: "
-                         "use another --output (or --db)")
+        raise ValueError(
+            f"{db} holds a search with another grid, overrides or base config: use another --output (or --db)"
+        )
     return study
 
 
 def requeue_failed(study: optuna.Study) -> None:
     """Queue a retry of each grid point whose run failed (crashed or interrupted) and
     that has no finished, queued or running trial."""
+
     def key(trial: FrozenTrial) -> str:
         return json.dumps(trial.params, sort_keys=True)
 
@@ -66,8 +70,9 @@ def requeue_failed(study: optuna.Study) -> None:
             settled.add(key(trial))
 
 
-def train_point(trial: Trial, config: Path, output: Path, definition: Dict,
-                overrides: Mapping[str, Any], gpu: str) -> float:
+def train_point(
+    trial: Trial, config: Path, output: Path, definition: Dict, overrides: Mapping[str, Any], gpu: str
+) -> float:
     """Train the trial's grid point; its dev micro F1 (seqeval, gold tokens)."""
     params = {name: trial.suggest_categorical(name, values) for name, values in definition["grid"].items()}
     folder = output / f"trial_{trial.number:03d}"
@@ -82,27 +87,51 @@ def train_point(trial: Trial, config: Path, output: Path, definition: Dict,
 
 def write_results(study: optuna.Study, config: Path, output: Path, definition: Dict) -> None:
     """results.csv and results.md: finished points ranked by dev F1; best.cfg: the best point's config."""
-    trials = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (-t.value, t.number))
+    trials = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (-cast(float, t.value), t.number))
     if not trials:
         return
     names = list(definition["grid"])
     header = ["rank", "trial", "ents_f", "ents_p", "ents_r", *names, "minutes", "output"]
-    rows = [[rank, t.number, t.value, t.user_attrs["ents_p"], t.user_attrs["ents_r"], *(t.params[n] for n in names),
-             round(t.duration.total_seconds() / 60, 1), t.user_attrs["output"]] for rank, t in enumerate(trials, 1)]
+    rows = [
+        [
+            rank,
+            t.number,
+            t.value,
+            t.user_attrs["ents_p"],
+            t.user_attrs["ents_r"],
+            *(t.params[n] for n in names),
+            round((t.duration or timedelta()).total_seconds() / 60, 1),
+            t.user_attrs["output"],
+        ]
+        for rank, t in enumerate(trials, 1)
+    ]
     with (output / "results.csv").open("w", newline="", encoding="utf8") as file:
         csv.writer(file).writerows([header, *rows])
     n_points = prod(len(values) for values in definition["grid"].values())
     cells = [[f"{100 * v:.2f}" if i in (2, 3, 4) else str(v) for i, v in enumerate(row)] for row in rows]
-    lines = [f"# Grid search: {config}", "", f"{len(trials)} of {n_points} points finished, "
-             "ranked by dev entity micro F1 (%, seqeval on the gold tokens, model-best).", "",
-             "| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
-             *["| " + " | ".join(row) + " |" for row in cells], ""]
+    lines = [
+        f"# Grid search: {config}",
+        "",
+        f"{len(trials)} of {n_points} points finished, "
+        "ranked by dev entity micro F1 (%, seqeval on the gold tokens, model-best).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+        *["| " + " | ".join(row) + " |" for row in cells],
+        "",
+    ]
     (output / "results.md").write_text("\n".join(lines), encoding="utf8")
     load_config(config, overrides=trials[0].params).to_disk(output / "best.cfg")
 
 
-def run_grid(config: Path, grid_path: Path, output: Path, overrides: Mapping[str, Any],
-             db: Optional[Path] = None, gpu: str = "auto") -> None:
+def run_grid(
+    config: Path,
+    grid_path: Path,
+    output: Path,
+    overrides: Mapping[str, Any],
+    db: Optional[Path] = None,
+    gpu: str = "auto",
+) -> None:
     """Train every grid point that has not finished yet, writing the results after each.
     `overrides` apply to every point and must name the dev corpus (`paths.dev`)."""
     if "paths.dev" not in overrides:
@@ -110,6 +139,7 @@ def run_grid(config: Path, grid_path: Path, output: Path, overrides: Mapping[str
     definition = {**load_grid(grid_path), "config": str(config)}
     study = open_study(db or output / "grid.db", definition)
     requeue_failed(study)
-    while not study.sampler.is_exhausted(study) or study.get_trials(states=(TrialState.WAITING,)):
+    sampler = cast(optuna.samplers.GridSampler, study.sampler)
+    while not sampler.is_exhausted(study) or study.get_trials(states=(TrialState.WAITING,)):
         study.optimize(lambda trial: train_point(trial, config, output, definition, overrides, gpu), n_trials=1)
         write_results(study, config, output, definition)

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from spacy.tokens import Doc, DocBin
 from spacy.training.iob_utils import biluo_tags_to_spans, iob_to_biluo
@@ -210,7 +210,7 @@ def make_doc(vocab: Vocab, document: Document) -> Doc:
     """Build a Doc with tags, sentence starts and entities from IOB tags."""
     words = [word for sentence in document for word in sentence.words]
     pos = [tag for sentence in document for tag in sentence.pos]
-    sent_starts = [i == 0 for sentence in document for i in range(len(sentence.words))]
+    sent_starts: list[Union[bool, int, None]] = [i == 0 for sentence in document for i in range(len(sentence.words))]
     doc = Doc(
         vocab,
         words=words,

@@ -7,11 +7,12 @@ or JSONL with a pre-tokenized "tokens" list. JSONL records keep their other
 fields; blank JSONL lines are not records and are ignored. Bad records are
 reported as INPUT:LINE: reason, then skipped or fatal (--on-error).
 """
+
 import codecs
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -80,20 +81,20 @@ def parse_record(line: bytes, fmt: Format, max_length: int) -> Dict:
     try:
         line = line.decode("utf8").rstrip("\r\n")
     except UnicodeDecodeError as err:
-        raise BadRecord(f"invalid UTF-8 (byte {err.start})")
+        raise BadRecord(f"invalid UTF-8 (byte {err.start})") from None
     if fmt == Format.text:
         record = {"text": line}
     else:
         try:
             record = json.loads(line)
         except (ValueError, RecursionError) as err:
-            raise BadRecord(f"invalid JSON: {err}")
+            raise BadRecord(f"invalid JSON: {err}") from None
         if not isinstance(record, dict):
             raise BadRecord(f"expected a JSON object, got {json_type(record)}")
         try:
             json.dumps(record, ensure_ascii=False).encode("utf8")
         except UnicodeEncodeError:
-            raise BadRecord("unpaired surrogate escape (\\ud800-\\udfff), not valid Unicode")
+            raise BadRecord("unpaired surrogate escape (\\ud800-\\udfff), not valid Unicode") from None
         field = "tokens" if fmt == Format.tokens else "text"
         if field not in record:
             raise BadRecord(f"missing field {field!r}")

@@ -40,7 +40,7 @@ def forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, C
     vectors, backprop_first = first(docs, is_train)
     features, backprop_second = second(docs, is_train)
     width = vectors[0].shape[1] if vectors else 0
-    output = [model.ops.xp.hstack((v, f)) for v, f in zip(vectors, features)]
+    output = [model.ops.xp.hstack((v, f)) for v, f in zip(vectors, features)]  # type: ignore[attr-defined]
 
     def backprop(d_output: OutT) -> InT:
         backprop_first([d[:, :width] for d in d_output])

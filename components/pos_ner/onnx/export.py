@@ -12,17 +12,21 @@ Tokenization and Viterbi decoding stay in Python (OnnxNer).
 OUTPUT_DIR gets model.onnx (model.int8.onnx with --quantize), the Hugging Face
 tokenizer, the spaCy tokenizer and onnx_meta.json.
 """
+
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, cast
 
 import numpy
 import spacy
 import torch
 from spacy.language import Language
+from spacy.pipeline import Tagger
 from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc
+from spacy_transformers import Transformer
 
+from ..pipeline_component import PosNer
 from . import META_FILE
 
 MODEL_FILE = "model.onnx"
@@ -76,19 +80,25 @@ def check_config(nlp: Language, names: Dict[str, str]) -> List[str]:
     require(spans.get("@span_getters") == STRIDED_SPANS, f"get_spans must be {STRIDED_SPANS}, not {spans}")
     for name in (names["tagger"], names["ner"]):
         tok2vec = components[name]["model"]["tok2vec"]
-        require(tok2vec.get("@architectures", "").startswith("spacy-transformers.TransformerListener"),
-                f"{name!r} must listen to the transformer")
+        require(
+            tok2vec.get("@architectures", "").startswith("spacy-transformers.TransformerListener"),
+            f"{name!r} must listen to the transformer",
+        )
         require(tok2vec["pooling"].get("@layers") == REDUCE_MEAN, f"{name!r} pooling must be {REDUCE_MEAN}")
     ner_model = components[names["ner"]]["model"]
     features = list(ner_model["features"]) if ner_model["feature_width"] > 0 else []
-    require(set(features) <= {"TAG"}, f"only the TAG feature (a closed set: the tagger's labels) can be "
-            f"precomputed; {features} contains open-vocabulary attributes. Use features = [\"TAG\"] or []")
+    require(
+        set(features) <= {"TAG"},
+        f"only the TAG feature (a closed set: the tagger's labels) can be "
+        f'precomputed; {features} contains open-vocabulary attributes. Use features = ["TAG"] or []',
+    )
     require(isinstance(nlp.tokenizer, Tokenizer), "the pipeline must use spaCy's rule-based tokenizer")
     return features
 
 
 def softmax_params(layer) -> Tuple[numpy.ndarray, numpy.ndarray]:
-    return tuple(numpy.ascontiguousarray(layer.ops.to_numpy(layer.get_param(p)), dtype="float32") for p in "Wb")
+    W, b = (numpy.ascontiguousarray(layer.ops.to_numpy(layer.get_param(p)), dtype="float32") for p in "Wb")
+    return W, b
 
 
 def tag_table(nlp: Language, ner, tag_labels: List[str]) -> numpy.ndarray:
@@ -116,8 +126,11 @@ def export(model: str, output_dir: Path, opset: int = 18, quantize: bool = False
     nlp = spacy.load(model)
     names = find_pipes(nlp)
     features = check_config(nlp, names)
-    trf, tagger, ner = (nlp.get_pipe(names[key]) for key in ("transformer", "tagger", "ner"))
-    tokenizer, encoder = trf.model.tokenizer, trf.model.transformer
+    trf = cast(Transformer, nlp.get_pipe(names["transformer"]))
+    tagger = cast(Tagger, nlp.get_pipe(names["tagger"]))
+    ner = cast(PosNer, nlp.get_pipe(names["ner"]))
+    # spacy-transformers sets both attributes on its model (TransformerModel.v3).
+    tokenizer, encoder = trf.model.tokenizer, trf.model.transformer  # type: ignore[attr-defined]
     require(tokenizer.is_fast, "the Hugging Face tokenizer must be a fast tokenizer (offset mapping)")
     tag_labels = list(tagger.labels)
     table = tag_table(nlp, ner, tag_labels) if features else None
@@ -129,7 +142,9 @@ def export(model: str, output_dir: Path, opset: int = 18, quantize: bool = False
         table,
     ).eval()
     token_types = "token_type_ids" in tokenizer.model_input_names
-    input_names = ["input_ids", "attention_mask", "pool_index", "pool_weight"] + (["token_type_ids"] if token_types else [])
+    input_names = ["input_ids", "attention_mask", "pool_index", "pool_weight"] + (
+        ["token_type_ids"] if token_types else []
+    )
     windows, wordpieces = torch.export.Dim("windows"), torch.export.Dim("wordpieces")
     tokens, pieces = torch.export.Dim("tokens"), torch.export.Dim("pieces")
     axes = {
@@ -158,7 +173,7 @@ def export(model: str, output_dir: Path, opset: int = 18, quantize: bool = False
             str(output_dir / MODEL_FILE), str(output_dir / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True
         )
     tokenizer.save_pretrained(str(output_dir / "hf_tokenizer"))
-    nlp.tokenizer.to_disk(output_dir / "spacy_tokenizer")
+    cast(Tokenizer, nlp.tokenizer).to_disk(output_dir / "spacy_tokenizer")
     spans = nlp.config["components"][names["transformer"]]["model"]["get_spans"]
     meta = {
         "source": str(model),

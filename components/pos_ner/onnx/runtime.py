@@ -10,17 +10,17 @@ the component's own decoding (`pos_ner.pipeline_component.set_entities`) sets
 `parity` compares both paths on gold tokens (entity and tag agreement,
 probability differences, seqeval F1 for fp32 and int8).
 """
+
 import json
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
 
 import numpy
 import onnxruntime
 import spacy
-from spacy.language import Language
 from spacy.tokenizer import Tokenizer
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 from spacy.vocab import create_vocab
 
 from ..decoding import tag_names
@@ -105,7 +105,8 @@ class OnnxNer:
         else:
             outputs = self.session.run(["tag_ids", "tag_scores", "ner_probs"], self.encode(docs))
         splits = numpy.cumsum(lengths)[:-1]
-        return tuple(numpy.split(output, splits) for output in outputs)
+        tag_ids, tag_scores, ner_probs = (numpy.split(output, splits) for output in outputs)
+        return tag_ids, tag_scores, ner_probs
 
     def encode(self, docs: Sequence[Doc]) -> Dict[str, numpy.ndarray]:
         """The graph's inputs: wordpiece windows of all docs and, per token, the
@@ -170,8 +171,11 @@ def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> D
     ref_probs = [p for i in range(0, len(reference), batch_size) for p in ner.predict(reference[i : i + batch_size])]
     ref_ents = entity_set(reference)
     n_words = sum(len(doc) for doc in gold_docs)
-    result = {"n_docs": len(gold_docs), "n_words": n_words, "pytorch": {
-        "entities": len(ref_ents), "f1": micro_f1(reference), "words_per_second": n_words / seconds}}
+    result: Dict[str, Any] = {
+        "n_docs": len(gold_docs),
+        "n_words": n_words,
+        "pytorch": {"entities": len(ref_ents), "f1": micro_f1(reference), "words_per_second": n_words / seconds},
+    }
     variants = ["fp32"] + (["int8"] if "int8" in json.loads((onnx_dir / META_FILE).read_text())["models"] else [])
     for variant in variants:
         onnx_ner = OnnxNer(onnx_dir, quantized=variant == "int8")
@@ -200,12 +204,31 @@ def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> D
 def format_table(result: Dict) -> str:
     rows = [("path", "entities", "ent agree", "tag agree", "max |dp|", "F1", "ΔF1", "words/s")]
     torch_row = result["pytorch"]
-    rows.append(("pytorch", str(torch_row["entities"]), "-", "-", "-", f"{100 * torch_row['f1']:.2f}", "-",
-                 f"{torch_row['words_per_second']:.0f}"))
+    rows.append(
+        (
+            "pytorch",
+            str(torch_row["entities"]),
+            "-",
+            "-",
+            "-",
+            f"{100 * torch_row['f1']:.2f}",
+            "-",
+            f"{torch_row['words_per_second']:.0f}",
+        )
+    )
     for variant in ("fp32", "int8"):
         if variant in result:
             r = result[variant]
-            rows.append((f"onnx {variant}", str(r["entities"]), f"{100 * r['entity_agreement']:.2f}",
-                         f"{100 * r['tag_agreement']:.2f}", f"{r['max_prob_diff']:.1e}", f"{100 * r['f1']:.2f}",
-                         f"{100 * r['f1_change']:+.2f}", f"{r['words_per_second']:.0f}"))
+            rows.append(
+                (
+                    f"onnx {variant}",
+                    str(r["entities"]),
+                    f"{100 * r['entity_agreement']:.2f}",
+                    f"{100 * r['tag_agreement']:.2f}",
+                    f"{r['max_prob_diff']:.1e}",
+                    f"{100 * r['f1']:.2f}",
+                    f"{100 * r['f1_change']:+.2f}",
+                    f"{r['words_per_second']:.0f}",
+                )
+            )
     return "\n".join("  ".join(cell.rjust(10) for cell in row) for row in rows)
