@@ -96,3 +96,66 @@ def test_no_code_reaches_the_package_through_sys_path_or_code_files():
         cwd=ROOT,
     )
     assert found.returncode == 1 and not found.stdout, found.stdout
+
+
+MODEL_CODE = ["architectures.py", "layers/concat_per_doc.py", "pipeline_component.py", "decoding.py"]
+
+
+def test_project_commands_list_the_code_they_run():
+    """So that a changed component re-runs the steps it affects: each command
+    that calls `python -m pos_ner X` depends on cli/X.py, each command that loads
+    or trains a pipeline on the model's code, and every listed code file exists."""
+    import re
+
+    import srsly
+
+    commands = srsly.read_yaml(ROOT / "project.yml")["commands"]
+    for command in commands:
+        deps = command.get("deps", [])
+        for line in command["script"]:
+            for name in re.findall(r"python -m pos_ner (\S+)", line):
+                assert f"components/pos_ner/cli/{name.replace('-', '_')}.py" in deps, command["name"]
+        if any(re.search(r"python -m pos_ner (train|grid|compare)", line) for line in command["script"]) or any(
+            "model-best" in dep for dep in deps
+        ):
+            assert all(f"components/pos_ner/{code}" in deps for code in MODEL_CODE), command["name"]
+        for dep in deps:
+            if dep.startswith(("components/", "benchmarks/")):
+                assert (ROOT / dep).is_file(), f"{command['name']}: {dep}"
+
+
+# The package's floors, top to bottom; a module may import its own floor or lower ones only.
+FLOORS = [
+    ["cli"],
+    ["serving", "experiments", "onnx"],
+    ["pipeline_component", "architectures"],
+    ["io", "evaluation", "decoding", "layers"],
+]
+
+
+def test_no_module_imports_a_higher_floor():
+    import ast
+
+    package = ROOT / "components" / "pos_ner"
+    floor_of = {name: len(FLOORS) - i for i, names in enumerate(FLOORS) for name in names}
+    checked = 0
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts in (("__init__",), ("__main__",)):
+            continue  # the package's public names and `python -m pos_ner`
+        own = floor_of[parts[0]]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = list(parts[: len(parts) - node.level])
+                target = (base + (node.module.split(".") if node.module else []))[:1]
+                if target:  # `from . import X` at the package's top names X itself
+                    names = target
+                else:
+                    names = [alias.name for alias in node.names]
+                for name in names:
+                    if name in floor_of:
+                        assert floor_of[name] <= own, f"{path.relative_to(ROOT)} imports {name}, a higher floor"
+                        checked += 1
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pos_ner"):
+                raise AssertionError(f"{path.relative_to(ROOT)}: use a relative import inside the package")
+    assert checked > 20

@@ -10,6 +10,9 @@ from typing import List, NamedTuple, Sequence, Tuple
 import numpy
 from spacy.training.iob_utils import iob_to_biluo, tags_to_entities
 
+# The Span extension (`span._.confidence`) that holds `Entity.confidence` on a Doc.
+CONFIDENCE_ATTR = "confidence"
+
 
 class Entity(NamedTuple):
     """A decoded entity: tokens `start`..`end` (exclusive), its label, and its

@@ -21,9 +21,7 @@ from thinc.api import Model, SequenceCategoricalCrossentropy, set_dropout_rate
 from thinc.types import Floats2d
 
 from .architectures import DEFAULT_MODEL
-from .decoding import decode, tag_names
-
-CONFIDENCE_ATTR = "confidence"
+from .decoding import CONFIDENCE_ATTR, decode, tag_names
 
 
 def install_extensions() -> None:

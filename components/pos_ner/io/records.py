@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterator, List, Tuple
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
-from ..pipeline_component import CONFIDENCE_ATTR
+from ..decoding import CONFIDENCE_ATTR
 
 
 class Format(str, Enum):
