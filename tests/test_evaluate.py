@@ -1,4 +1,4 @@
-"""scripts/evaluate.py with its report (report.md, confusion.png, training.png)."""
+"""`pos-ner evaluate` (pos_ner.evaluation) with its report (report.md, confusion.png, training.png)."""
 
 import json
 import subprocess
@@ -30,7 +30,7 @@ def test_docs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def training_log(tmp_path_factory, tiny_bert, toy_corpus):
-    """The JSONL log of a real 4-step training run (scripts/train.py, evaluating every 2 steps)."""
+    """The JSONL log of a real 4-step training run (`pos-ner train`, evaluating every 2 steps)."""
     output = tmp_path_factory.mktemp("trained")
     train, dev = toy_corpus
     subprocess.run(
