@@ -296,3 +296,30 @@ def test_every_compared_config_trains_on_the_tiny_model(tiny_bert, name, system)
     assert history[-1] < history[0]
     doc = nlp("Lena lives in Cairo .")
     assert doc.has_annotation("ENT_IOB") and doc.has_annotation("TAG")
+
+
+UNPICKLE = """
+import json, pickle, sys
+nlp = pickle.loads(sys.stdin.buffer.read())
+docs = nlp.pipe(json.loads(sys.argv[1]))
+print(json.dumps([[[e.start, e.end, e.label_, round(e._.confidence, 5)] for e in d.ents] for d in docs]))
+"""
+
+
+def test_pickled_pipeline_predicts_the_same_in_a_fresh_interpreter(tiny_pipeline_dir):
+    """What Dask, Spark or multiprocessing with `spawn` do to a loaded pipeline: the
+    class is importable from the package, and the confidence extension is there
+    after unpickling."""
+    import json
+    import pickle
+    import subprocess
+    import sys
+
+    nlp = spacy.load(tiny_pipeline_dir)
+    result = subprocess.run(
+        [sys.executable, "-c", UNPICKLE, json.dumps(TEXTS)], input=pickle.dumps(nlp), capture_output=True
+    )
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    expected = [[list(ent) for ent in doc] for doc in _predictions(nlp, TEXTS)]
+    assert json.loads(result.stdout) == expected
+    assert any(expected)

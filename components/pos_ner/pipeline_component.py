@@ -32,6 +32,7 @@ def install_extensions() -> None:
 
 def set_entities(doc: Doc, probs: numpy.ndarray, names: Sequence[str]) -> None:
     """Decode `probs` (tokens × `names`) into `doc.ents` and their confidences."""
+    install_extensions()  # also here: an unpickled PosNer was never __init__-ed in this process
     sent_starts = [token.is_sent_start is True for token in doc]
     entities = decode(probs, names, sent_starts)
     doc.ents = [Span(doc, ent.start, ent.end, label=ent.label) for ent in entities]
