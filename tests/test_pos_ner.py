@@ -323,3 +323,26 @@ def test_pickled_pipeline_predicts_the_same_in_a_fresh_interpreter(tiny_pipeline
     expected = [[list(ent) for ent in doc] for doc in _predictions(nlp, TEXTS)]
     assert json.loads(result.stdout) == expected
     assert any(expected)
+
+
+N_PROCESS = """
+import json, sys, spacy
+nlp = spacy.load(sys.argv[1])
+texts = json.loads(sys.argv[2]) * 20
+one, two = ([[[e.start, e.end, e.label_] for e in d.ents] for d in nlp.pipe(texts, n_process=n)] for n in (1, 2))
+print(json.dumps({"same": one == two, "n": len(two), "found": sum(map(len, one))}))
+"""
+
+
+def test_pipe_with_two_processes_gives_the_same_entities(tiny_pipeline_dir):
+    """spaCy's documented way to use more cores: forked workers used to wait forever
+    on torch's thread pool (the timeout turns a hang into a failure)."""
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", N_PROCESS, str(tiny_pipeline_dir), json.dumps(TEXTS)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out == {"same": True, "n": 20 * len(TEXTS), "found": out["found"]} and out["found"] > 0

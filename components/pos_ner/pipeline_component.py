@@ -6,6 +6,8 @@ Registered with spaCy through this package's `spacy_factories` entry point, so
 configs that name `factory = "pos_ner"` work without handing spaCy a code file.
 """
 
+import os
+import sys
 from itertools import islice
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -28,6 +30,26 @@ def install_extensions() -> None:
     """Register `span._.confidence` (None on spans the component did not set)."""
     if not Span.has_extension(CONFIDENCE_ATTR):
         Span.set_extension(CONFIDENCE_ATTR, default=None)
+
+
+_FORK_HOOK_INSTALLED = False
+
+
+def limit_torch_threads_in_forked_workers() -> None:
+    """Give each process forked from this one (`nlp.pipe(..., n_process=N)` on
+    Linux) a single torch thread. torch's OpenMP pool does not survive a fork: a
+    forked worker that uses it waits forever."""
+    global _FORK_HOOK_INSTALLED
+    if _FORK_HOOK_INSTALLED or not hasattr(os, "register_at_fork"):
+        return
+
+    def in_child() -> None:
+        torch = sys.modules.get("torch")  # only if the parent used it; never imported here
+        if torch is not None:
+            torch.set_num_threads(1)
+
+    os.register_at_fork(after_in_child=in_child)
+    _FORK_HOOK_INSTALLED = True
 
 
 def set_entities(doc: Doc, probs: numpy.ndarray, names: Sequence[str]) -> None:
@@ -77,6 +99,7 @@ class PosNer(TrainablePipe):
         self.scorer = scorer
         self.cfg: Dict = {"labels": []}
         install_extensions()
+        limit_torch_threads_in_forked_workers()
 
     @property
     def labels(self) -> Tuple[str, ...]:
