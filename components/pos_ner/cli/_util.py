@@ -4,7 +4,6 @@ from typing import Any, Dict, List, NoReturn
 
 import typer
 
-COMMAND = "python -m pos_ner"
 app = typer.Typer(
     name="pos-ner",
     help="Convert, train, evaluate, serve and export the pos_ner NER pipeline.",
