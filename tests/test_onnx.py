@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from pos_ner.cli import app
 from pos_ner.onnx import OnnxNer
 from pos_ner.onnx.export import check_config, find_pipes
-from pos_ner.onnx.runtime import strided_windows
+from pos_ner.windows import WORDPIECE_WINDOWS, window_bounds
 
 from conftest import ROOT, build_nlp, make_doc, make_docs, write_docbin
 
@@ -24,6 +24,8 @@ TEXTS = [
     "",
     "Globex opened an office in Lima .",
     "  odd   spacing\n\nTom Reed met Mia Cole .",
+    # One token of 1,500 wordpieces: a window of its own, cut to the encoder's maximum.
+    "Anna Berg lives in Paris . " + "." * 1500 + " Tom Reed works for Acme Corp .",
 ]
 
 
@@ -58,16 +60,18 @@ def test_export_writes_model_and_meta(onnx_dir, nlp):
     assert meta["labels"] == list(nlp.get_pipe("ner").labels)
     assert meta["ner_tags"] == nlp.get_pipe("ner").tag_names
     assert meta["tagger_labels"] == list(nlp.get_pipe("tagger").labels)
-    assert (meta["window"], meta["stride"], meta["features"]) == (128, 96, ["TAG"])
+    assert (meta["span_getter"], meta["window"], meta["stride"]) == (WORDPIECE_WINDOWS, 160, 120)
+    assert meta["features"] == ["TAG"] and meta["max_length"] == 256  # the tiny BERT's position embeddings
     assert all((onnx_dir / name).is_file() for name in meta["models"].values())
     assert set(meta["models"]) == {"fp32", "int8"}
 
 
 @pytest.mark.parametrize("n_tokens", [0, 1, 95, 96, 127, 128, 129, 224, 225, 300, 500])
-def test_strided_windows_match_spacy_transformers(n_tokens):
+def test_unit_length_windows_match_spacy_transformers(n_tokens):
+    """Models trained with strided_spans export with lengths of 1: the same windows."""
     doc = Doc(spacy.blank("en").vocab, words=["w"] * n_tokens)
     expected = [(span.start, span.end) for span in get_strided_spans([doc], 128, 96)[0]]
-    assert strided_windows(n_tokens, 128, 96) == expected
+    assert window_bounds([1] * n_tokens, 128, 96) == expected
 
 
 def test_batch_of_mixed_lengths_matches_pytorch(onnx_ner, nlp):

@@ -2,12 +2,15 @@
 transformer token vectors, plus the tools to convert data, train, evaluate,
 serve and export it (`python -m pos_ner --help`).
 
-Importing the package registers the `pos_ner` factory and the
-`pos_ner.PosNerModel.v1` architecture; spaCy also finds them through the
-package's entry points without an import.
+Importing the package registers the `pos_ner` factory, the
+`pos_ner.PosNerModel.v1` and `pos_ner.TransformerModel.v1` architectures and
+the `pos_ner.Corpus.v1` reader; spaCy finds them, and the
+`pos_ner.wordpiece_windows.v1` span getter (`pos_ner.span_getters`, which needs
+spacy-transformers), through the package's entry points without an import.
 """
 
-from .architectures import build_pos_ner_model
+from .architectures import build_pos_ner_model, build_transformer_model
+from .corpus import create_corpus_reader
 from .decoding import Entity, decode
 from .layers import concat_per_doc
 from .pipeline_component import CONFIDENCE_ATTR, PosNer, install_extensions, make_pos_ner
@@ -17,6 +20,8 @@ __all__ = [
     "Entity",
     "PosNer",
     "build_pos_ner_model",
+    "build_transformer_model",
+    "create_corpus_reader",
     "concat_per_doc",
     "decode",
     "install_extensions",

@@ -1,6 +1,6 @@
 """The registered model architecture of the `pos_ner` component."""
 
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from spacy.ml.models import MultiHashEmbed
 from spacy.tokens import Doc
@@ -61,4 +61,28 @@ def build_pos_ner_model(
     model.set_ref("output_layer", output)
     if embed is not None:
         model.set_ref("features", embed)
+    return model
+
+
+@registry.architectures("pos_ner.TransformerModel.v1")
+def build_transformer_model(
+    name: str,
+    get_spans: Callable,
+    tokenizer_config: dict = {},  # noqa: B006  (as in TransformerModel.v3; never mutated)
+    transformer_config: dict = {},  # noqa: B006
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},  # noqa: B006
+) -> Model:
+    """spacy-transformers' `TransformerModel.v3`, with a
+    `pos_ner.wordpiece_windows.v1` span getter connected to the model's own
+    tokenizer, so that windows are bounded in wordpieces (see
+    `pos_ner.span_getters`). Any other span getter works as in v3."""
+    # Imported here: spacy-transformers imports torch, which the ONNX runtime does without.
+    from spacy_transformers.layers import TransformerModel
+
+    from .span_getters import WordpieceWindows
+
+    model = TransformerModel(name, get_spans, tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
+    if isinstance(get_spans, WordpieceWindows):
+        get_spans.bind(model)
     return model

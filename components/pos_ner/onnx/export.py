@@ -27,11 +27,13 @@ from spacy.tokens import Doc
 from spacy_transformers import Transformer
 
 from ..pipeline_component import PosNer
+from ..windows import STRIDED_SPANS, WORDPIECE_WINDOWS, encoder_max_length
 from . import META_FILE
 
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
-STRIDED_SPANS = "spacy-transformers.strided_spans.v1"
+# Span getters whose windows pos_ner.onnx.runtime reproduces.
+SPAN_GETTERS = (WORDPIECE_WINDOWS, STRIDED_SPANS)
 REDUCE_MEAN = "reduce_mean.v1"
 
 
@@ -77,7 +79,7 @@ def check_config(nlp: Language, names: Dict[str, str]) -> List[str]:
     """Check that the pipeline is one the graph reproduces; returns the ner features."""
     components = nlp.config["components"]
     spans = components[names["transformer"]]["model"]["get_spans"]
-    require(spans.get("@span_getters") == STRIDED_SPANS, f"get_spans must be {STRIDED_SPANS}, not {spans}")
+    require(spans.get("@span_getters") in SPAN_GETTERS, f"get_spans must be one of {SPAN_GETTERS}, not {spans}")
     for name in (names["tagger"], names["ner"]):
         tok2vec = components[name]["model"]["tok2vec"]
         require(
@@ -182,9 +184,10 @@ def export(model: str, output_dir: Path, opset: int = 18, quantize: bool = False
         "ner_tags": ner.tag_names,
         "tagger_labels": tag_labels,
         "features": features,
+        "span_getter": spans["@span_getters"],
         "window": spans["window"],
         "stride": spans["stride"],
-        "max_length": min(int(tokenizer.model_max_length), 10**9),
+        "max_length": encoder_max_length(tokenizer, encoder),
         "inputs": input_names,
         "hf_tokenizer": "hf_tokenizer",
         "tokenizer_config": dict(nlp.config["components"][names["transformer"]]["model"]["tokenizer_config"]),

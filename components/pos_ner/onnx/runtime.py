@@ -2,8 +2,8 @@
 check it against the PyTorch pipeline.
 
 `OnnxNer` needs no torch: spaCy's tokenizer builds the Docs, the Hugging Face
-tokenizer makes the wordpiece windows (the same strided windows and
-offset-mapping alignment as spacy-transformers), onnxruntime runs the graph and
+tokenizer makes the wordpiece windows (the same windows as the pipeline's span
+getter and the offset-mapping alignment of spacy-transformers), onnxruntime runs the graph and
 the component's own decoding (`pos_ner.pipeline_component.set_entities`) sets
 `doc.ents` and `ent._.confidence`; the predicted tags go to `token.tag_`.
 
@@ -25,21 +25,8 @@ from spacy.vocab import create_vocab
 
 from ..decoding import tag_names
 from ..pipeline_component import install_extensions, set_entities
+from ..windows import WORDPIECE_WINDOWS, window_bounds, wordpiece_counts
 from . import META_FILE
-
-
-def strided_windows(n_tokens: int, window: int, stride: int) -> List[Tuple[int, int]]:
-    """(start, end) token windows, exactly as spacy-transformers' strided_spans."""
-    windows, start = [], 0
-    for _ in range(n_tokens // stride):
-        windows.append((start, min(start + window, n_tokens)))
-        if start + window >= n_tokens:
-            break
-        start += stride
-    else:
-        if start < n_tokens:
-            windows.append((start, n_tokens))
-    return windows
 
 
 class OnnxNer:
@@ -108,14 +95,19 @@ class OnnxNer:
         tag_ids, tag_scores, ner_probs = (numpy.split(output, splits) for output in outputs)
         return tag_ids, tag_scores, ner_probs
 
+    def windows(self, doc: Doc) -> List[Tuple[int, int]]:
+        """The token windows of the exported span getter: bounded in wordpieces
+        (pos_ner.wordpiece_windows.v1) or in tokens (spacy-transformers' strided_spans)."""
+        if self.meta.get("span_getter") == WORDPIECE_WINDOWS:
+            lengths = wordpiece_counts(self.hf_tokenizer, doc)
+        else:
+            lengths = [1] * len(doc)
+        return window_bounds(lengths, self.meta["window"], self.meta["stride"])
+
     def encode(self, docs: Sequence[Doc]) -> Dict[str, numpy.ndarray]:
         """The graph's inputs: wordpiece windows of all docs and, per token, the
         indices (into windows × wordpieces) and mean weights of its wordpieces."""
-        spans = [
-            (i, doc[start:end])
-            for i, doc in enumerate(docs)
-            for start, end in strided_windows(len(doc), self.meta["window"], self.meta["stride"])
-        ]
+        spans = [(i, doc[start:end]) for i, doc in enumerate(docs) for start, end in self.windows(doc)]
         encoding = self.hf_tokenizer(
             [span.text for _, span in spans],
             add_special_tokens=True,

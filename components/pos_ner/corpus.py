@@ -1,0 +1,122 @@
+"""`pos_ner.Corpus.v1`: spaCy's corpus reader, with long documents cut into
+parts of a bounded length for training.
+
+A document of 10,000 tokens read whole is one training batch on its own
+(`batch_by_words` puts an oversized document alone in a batch), so one filing
+gets as many updates as a one-line news item. spaCy's own `max_length` option
+instead breaks long documents into single sentences and silently drops any
+sentence that is still too long. This reader packs whole sentences into parts
+of at most `max_doc_tokens` tokens, cuts a longer sentence between tokens (never
+inside an entity), and says once what it did. Use it for the training corpus
+only: evaluation and prediction see whole documents.
+"""
+
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, List, Optional, Set, Tuple
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Corpus, Example
+from spacy.util import registry
+from wasabi import msg
+
+
+def sentence_bounds(doc: Doc) -> List[Tuple[int, int]]:
+    """(start, end) of each sentence, or the whole Doc if it has no sentence boundaries."""
+    if not doc.has_annotation("SENT_START"):
+        return [(0, len(doc))]
+    return [(sent.start, sent.end) for sent in doc.sents]
+
+
+def cut_bounds(doc: Doc, max_tokens: int) -> List[Tuple[int, int]]:
+    """(start, end) parts covering `doc`: whole sentences packed up to
+    `max_tokens` tokens; a longer sentence is cut at the last token boundary
+    within the limit that is not inside an entity (or right after the entity
+    that spans the limit)."""
+    inside: Set[int] = set()
+    for ent in doc.ents:
+        inside.update(range(ent.start + 1, ent.end))
+    pieces: List[Tuple[int, int]] = []
+    for start, end in sentence_bounds(doc):
+        while end - start > max_tokens:
+            cut = next((i for i in range(start + max_tokens, start, -1) if i not in inside), None)
+            if cut is None:  # an entity longer than the limit: keep it whole
+                cut = next((i for i in range(start + max_tokens, end) if i not in inside), end)
+            if cut >= end:
+                break
+            pieces.append((start, cut))
+            start = cut
+        pieces.append((start, end))
+    parts: List[Tuple[int, int]] = []
+    for start, end in pieces:
+        # Merge while the part stays within the limit, and always where a sentence
+        # boundary would cut an entity.
+        if parts and (end - parts[-1][0] <= max_tokens or start in inside):
+            parts[-1] = (parts[-1][0], end)
+        else:
+            parts.append((start, end))
+    return parts
+
+
+class BoundedCorpus:
+    """Callable like `spacy.training.Corpus`: `corpus(nlp)` yields Examples."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_doc_tokens: int,
+        *,
+        gold_preproc: bool = False,
+        limit: int = 0,
+        augmenter: Optional[Callable] = None,
+    ):
+        if max_doc_tokens < 0:
+            raise ValueError(f"pos_ner.Corpus.v1: max_doc_tokens must be >= 0 (0: no cutting), got {max_doc_tokens}")
+        self.corpus = Corpus(path, gold_preproc=gold_preproc, max_length=0, limit=limit, augmenter=augmenter)
+        self.path, self.max_doc_tokens, self.gold_preproc = path, max_doc_tokens, gold_preproc
+        self.reported = False
+
+    def __call__(self, nlp: Language) -> Iterator[Example]:
+        n_docs = n_cut = n_parts = 0
+        for example in self.corpus(nlp):
+            n_docs += 1
+            reference = example.reference
+            if not self.max_doc_tokens or len(reference) <= self.max_doc_tokens:
+                yield example
+                continue
+            bounds = cut_bounds(reference, self.max_doc_tokens)
+            n_cut += 1
+            n_parts += len(bounds)
+            for start, end in bounds:
+                yield self.make_example(nlp, reference[start:end].as_doc())
+        if not self.reported:
+            self.reported = True
+            if n_cut:
+                msg.info(
+                    f"pos_ner.Corpus.v1: cut {n_cut} of {n_docs} documents in {self.path} longer than "
+                    f"{self.max_doc_tokens} tokens into {n_parts} parts at sentence boundaries (max_doc_tokens)"
+                )
+
+    def make_example(self, nlp: Language, reference: Doc) -> Example:
+        """As spaCy's Corpus does: the predicted Doc from the pipeline's
+        tokenizer, or from the gold words where spaces are unknown."""
+        if self.gold_preproc or reference.has_unknown_spaces:
+            words = [token.text for token in reference]
+            spaces = [bool(token.whitespace_) for token in reference]
+            return Example(Doc(nlp.vocab, words=words, spaces=spaces), reference)
+        return Example(nlp.make_doc(reference.text), reference)
+
+
+@registry.readers("pos_ner.Corpus.v1")
+def create_corpus_reader(
+    path: Optional[Path],
+    max_doc_tokens: int = 500,
+    gold_preproc: bool = False,
+    limit: int = 0,
+    augmenter: Optional[Callable] = None,
+) -> Callable[[Language], Iterable[Example]]:
+    """Read a DocBin (`.spacy`) like `spacy.Corpus.v1`, cutting documents longer
+    than `max_doc_tokens` tokens (0: never) into parts on sentence boundaries."""
+    if path is None:
+        raise ValueError("pos_ner.Corpus.v1: no path given; set paths.train (e.g. --paths.train corpus/train.spacy)")
+    return BoundedCorpus(Path(path), max_doc_tokens, gold_preproc=gold_preproc, limit=limit, augmenter=augmenter)
