@@ -19,8 +19,9 @@ def window_bounds(lengths: Sequence[int], window: int, stride: int) -> List[Tupl
 
     Each window holds as many tokens as fit in `window` wordpieces (at least
     one); the next starts at the first token `stride` wordpieces after the
-    previous start, but no later than the previous end. With every length 1
-    this gives spacy-transformers' strided_spans windows."""
+    previous start, but no later than the previous end and late enough to reach
+    past it. With every length 1 this gives spacy-transformers' strided_spans
+    windows."""
     n_tokens = len(lengths)
     if not n_tokens:
         return []
@@ -34,7 +35,10 @@ def window_bounds(lengths: Sequence[int], window: int, stride: int) -> List[Tupl
         windows.append((start, end))
         if end >= n_tokens:
             return windows
-        start = bisect_left(offsets, offsets[start] + stride, start + 1, end)
+        # `stride` wordpieces on, but late enough that the next window reaches past this one.
+        by_stride = bisect_left(offsets, offsets[start] + stride, start + 1, end)
+        reaching = bisect_left(offsets, offsets[end + 1] - window, start + 1, end)
+        start = max(by_stride, reaching)
 
 
 def encoder_max_length(tokenizer: Any, transformer: Any) -> int:

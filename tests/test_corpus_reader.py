@@ -1,0 +1,100 @@
+"""pos_ner.Corpus.v1: long training documents are cut into bounded parts on
+sentence boundaries, never inside an entity, and nothing is lost."""
+
+import random
+
+import spacy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spacy.tokens import Doc, DocBin, Span
+from spacy.util import load_config, registry
+
+from pos_ner.corpus import cut_bounds
+
+from conftest import ROOT, make_doc, make_docs, write_docbin
+
+
+def entity_texts(docs):
+    return sorted((ent.text, ent.label_) for doc in docs for ent in doc.ents)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    n_tokens=st.integers(0, 120),
+    sent_every=st.one_of(st.none(), st.integers(1, 40)),
+    ents=st.lists(st.tuples(st.integers(0, 119), st.integers(1, 30)), max_size=8),
+    max_tokens=st.integers(1, 50),
+)
+def test_parts_cover_the_doc_and_keep_entities_whole(n_tokens, sent_every, ents, max_tokens):
+    vocab = spacy.blank("en").vocab
+    starts = [i % sent_every == 0 for i in range(n_tokens)] if sent_every else None
+    doc = Doc(vocab, words=["w"] * n_tokens, sent_starts=starts)
+    spans = []
+    for start, length in sorted(ents):
+        end = min(start + length, n_tokens)
+        if start < end and all(start >= other.end for other in spans):
+            spans.append(Span(doc, start, end, "X"))
+    doc.ents = spans
+    parts = cut_bounds(doc, max_tokens)
+    assert [start for start, _ in parts[1:]] == [end for _, end in parts[:-1]]  # contiguous
+    assert (parts[0][0], parts[-1][1]) == (0, n_tokens) if n_tokens else parts in ([], [(0, 0)])
+    for start, end in parts:
+        assert not any(ent.start < start < ent.end for ent in doc.ents), "a cut inside an entity"
+        too_long = end - start > max_tokens
+        # Only an entity (or a sentence boundary inside one) may force a part over the limit.
+        assert not too_long or any(ent.end - ent.start > 0 and start <= ent.start < end for ent in doc.ents)
+    if sent_every:
+        sentence_starts = {i for i in range(n_tokens) if i % sent_every == 0}
+        for start, _ in parts[1:]:
+            # Cuts are at sentence starts, except inside sentences longer than the limit.
+            assert start in sentence_starts or sent_every > max_tokens
+
+
+def make_reader(path, **settings):
+    return registry.resolve({"r": {"@readers": "pos_ner.Corpus.v1", "path": str(path), **settings}})["r"]
+
+
+def read(settings, path, nlp):
+    return list(make_reader(path, **settings)(nlp))
+
+
+def test_reader_cuts_long_docs_and_says_so(tmp_path, capsys):
+    nlp = spacy.blank("en")
+    long_doc = make_doc(nlp.vocab, random.Random(1), n_sents=120)  # ~700 tokens
+    short = make_docs(3, seed=2, vocab=nlp.vocab)
+    path = write_docbin(tmp_path / "train.spacy", [long_doc, *short])
+    examples = read({"max_doc_tokens": 100}, path, nlp)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "cut 1 of 4 documents" in out and "longer than 100 tokens" in out
+    assert len(long_doc) > 500
+    assert all(len(eg.reference) <= 100 for eg in examples)
+    assert len(examples) > len(long_doc) // 100 + 3
+    assert entity_texts(eg.reference for eg in examples) == entity_texts([long_doc, *short])
+    assert sum(len(eg.reference) for eg in examples) == sum(len(doc) for doc in [long_doc, *short])
+    # Parts end on sentence boundaries and keep the gold tags.
+    assert all(eg.reference[-1].text == "." for eg in examples)
+    assert [t.tag_ for eg in examples for t in eg.reference] == [t.tag_ for d in [long_doc, *short] for t in d]
+    assert all(eg.predicted.text == eg.reference.text for eg in examples)
+    # Said once per reader, not every epoch.
+    reader = make_reader(path, max_doc_tokens=100)
+    list(reader(nlp))
+    capsys.readouterr()
+    assert len(list(reader(nlp))) == len(examples) and "cut" not in capsys.readouterr().out
+    again = read({"max_doc_tokens": 0}, path, nlp)
+    assert len(again) == 4 and len(again[0].reference) == len(long_doc)
+
+
+def test_training_reads_bounded_parts_and_dev_stays_whole():
+    config = load_config(ROOT / "configs" / "pos_ner.cfg")
+    assert config["corpora"]["train"]["@readers"] == "pos_ner.Corpus.v1"
+    assert config["corpora"]["train"]["max_doc_tokens"] == config["training"]["batcher"]["size"]
+    assert config["corpora"]["dev"]["@readers"] == "spacy.Corpus.v1"
+    assert config["corpora"]["dev"]["max_length"] == 0
+
+
+def test_empty_corpus_and_empty_docs(tmp_path):
+    nlp = spacy.blank("en")
+    path = tmp_path / "empty.spacy"
+    DocBin(docs=[Doc(nlp.vocab, words=[])]).to_disk(path)
+    # spaCy's Corpus yields no example for an empty Doc; cutting adds none either.
+    assert read({"max_doc_tokens": 10}, path, nlp) == []
