@@ -1,4 +1,5 @@
-"""pos_ner.serving and `pos-ner serve` (TestClient and one real uvicorn server) and benchmarks/load_test.py."""
+"""pos_ner.serving and `pos-ner serve` (TestClient and one real uvicorn server) and benchmarks/load_test.py.
+Failures, slow clients and scheduling: test_serve_faults.py; the schema fuzzer: test_serve_fuzz.py."""
 
 import json
 import os
@@ -28,7 +29,9 @@ def nlp(tiny_pipeline_dir):
 
 @pytest.fixture(scope="module")
 def app(nlp):
-    return create_app(nlp, model_name="tiny", max_texts=3, max_chars=40, max_body_bytes=3000)
+    return create_app(
+        nlp, model_name="tiny", max_texts=3, max_chars=40, max_body_bytes=3000, max_request_tokens=30, max_word_chars=38
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +44,22 @@ def errors_counted(app, kind):
     return app.state.registry.get_sample_value("ner_errors_total", {"kind": kind}) or 0
 
 
-def test_health(client):
+def test_health(client, nlp):
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "model": "tiny", "pipeline": ["transformer", "tagger", "ner"]}
+    assert response.json() == {
+        "status": "ok",
+        "model": "tiny",
+        "version": nlp.meta["version"],
+        "spacy_version": nlp.meta["spacy_version"],
+        "pipeline": ["transformer", "tagger", "ner"],
+    }
+
+
+def test_health_names_the_model_from_its_meta(nlp):
+    with TestClient(create_app(nlp)) as client:
+        health = client.get("/health").json()
+    assert health["model"] == f"{nlp.meta['lang']}_{nlp.meta['name']}" and health["version"] == nlp.meta["version"]
 
 
 def test_ner_text_and_texts(client, nlp):
@@ -91,6 +106,16 @@ BAD_REQUESTS = [
     (json.dumps({"texts": ["ok", "x" * 41]}).encode(), 422, "texts[1]", "text_too_long"),
     (b'{"text": "\\udc00 Oslo"}', 422, "text", "invalid_text"),
     (json.dumps({"text": " " * 3000}).encode(), 413, "body", "body_too_large"),
+    # strict JSON: no NaN/Infinity (not JSON, though Python's json reads them), no repeated keys
+    (b'{"text": NaN}', 400, "body", "invalid_json"),
+    (b'{"texts": ["a", Infinity]}', 400, "body", "invalid_json"),
+    (b'{"texts": [-Infinity]}', 400, "body", "invalid_json"),
+    (b'{"text": "a", "text": "b"}', 400, "body", "invalid_json"),
+    # past max_request_tokens (30): by the word count, or by the tokenizer's count
+    (json.dumps({"texts": ["a b c d e f g h i j k"] * 3}).encode(), 413, "texts", "too_many_tokens"),
+    (json.dumps({"text": "Oslo" + "!" * 30}).encode(), 413, "text", "too_many_tokens"),
+    # past max_word_chars (38): spaCy's tokenizer is slow on long runs without spaces
+    (json.dumps({"texts": ["ok", "x" * 39]}).encode(), 422, "texts[1]", "word_too_long"),
 ]
 
 
@@ -102,6 +127,41 @@ def test_bad_requests(client, app, body, status, field, kind):
     assert response.json()["error"] == kind and response.json()["field"] == field
     assert field in response.json()["message"] or field == "body"
     assert errors_counted(app, kind) == before + 1
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "json"]
+)
+def test_non_json_content_types_get_415(client, app, content_type):
+    before = errors_counted(app, "unsupported_media_type")
+    response = client.post("/ner", content=b'{"text": "Oslo"}', headers={"content-type": content_type})
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type" and response.json()["field"] == "content-type"
+    assert errors_counted(app, "unsupported_media_type") == before + 1
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON", "application/x+json", None]
+)
+def test_json_content_types_are_accepted(client, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/ner", content=b'{"text": "Oslo"}', headers=headers)
+    assert response.status_code == 200, response.text
+
+
+def test_openapi_schema_describes_the_api(client):
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/ner"]["post"]
+    text_request, texts_request = operation["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert text_request["required"] == ["text"] and text_request["additionalProperties"] is False
+    assert text_request["properties"]["text"] == {"type": "string", "maxLength": 40, "title": "Text"}
+    texts = texts_request["properties"]["texts"]
+    assert (texts["minItems"], texts["maxItems"], texts["items"]) == (1, 3, {"type": "string", "maxLength": 40})
+    assert {"200", "400", "408", "413", "415", "422", "500"} <= set(operation["responses"])
+    entity = spec["components"]["schemas"]["Entity"]
+    assert set(entity["required"]) == {"start_char", "end_char", "text", "label", "confidence"}
+    assert set(spec["components"]["schemas"]["ErrorBody"]["properties"]) == {"error", "field", "message", "request_id"}
 
 
 def test_chunked_body_over_the_limit(client, app):
@@ -123,19 +183,31 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def server(tiny_pipeline_dir, tmp_path_factory):
-    """`pos-ner serve` in a subprocess on a free loopback port; its base URL."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
+def server_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("server") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_pipeline_dir, server_log):
+    """`pos-ner serve` in a subprocess on a free loopback port, some limits set
+    through the environment; its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "NER_PORT": str(port), "NER_MAX_TEXTS": "2"}
+    env = {
+        **os.environ,
+        "NER_PORT": str(port),
+        "NER_MAX_TEXTS": "2",
+        "NER_MAX_REQUEST_TOKENS": "40",
+        "NER_BODY_TIMEOUT": "1",
+        "NER_MAX_CONNECTIONS": "16",
+    }
     command = [sys.executable, "-m", "pos_ner", "serve", str(tiny_pipeline_dir)]
-    with log.open("wb") as log_file:
+    with server_log.open("wb") as log_file:
         process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert process.poll() is None, log.read_text()
+            assert process.poll() is None, server_log.read_text()
             assert time.monotonic() < deadline, "the server did not start in 120 s"
             try:
                 httpx.get(f"{url}/health", timeout=1, trust_env=False)
@@ -160,6 +232,28 @@ def test_real_server(server, nlp):
         assert response.json() == {"results": [{"entities": doc_to_entities(doc)} for doc in nlp.pipe(TEXTS[:2])]}
         too_many = client.post("/ner", json={"texts": TEXTS})  # NER_MAX_TEXTS=2 from the environment
         assert too_many.status_code == 422 and too_many.json()["field"] == "texts"
+
+
+def test_real_server_health_has_no_path(server, tiny_pipeline_dir, nlp):
+    health = httpx.get(f"{server}/health", timeout=30, trust_env=False)
+    assert health.json()["model"] == f"{nlp.meta['lang']}_{nlp.meta['name']}"
+    assert str(tiny_pipeline_dir) not in health.text and tiny_pipeline_dir.parent.name not in health.text
+    assert "/" not in health.text
+
+
+def test_real_server_limits_from_the_environment(server, server_log):
+    too_long = httpx.post(f"{server}/ner", json={"text": "word " * 41}, timeout=30, trust_env=False)
+    assert too_long.status_code == 413 and too_long.json()["error"] == "too_many_tokens"  # NER_MAX_REQUEST_TOKENS
+    host, port = server.removeprefix("http://").split(":")
+    start = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:  # NER_BODY_TIMEOUT=1
+        sock.sendall(b'POST /ner HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n{"text": "Oslo')
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 ") and 1 <= time.monotonic() - start < 5
+    # the service's own log lines reach the server log, next to uvicorn's
+    assert "limits: 40 tokens and 2 texts per request, body within 1 s, 16 connections" in server_log.read_text()
 
 
 def test_load_test(server, tmp_path):
