@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
+from spacy.util import is_package
+
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ["spacy-torch", "onnx-fp32", "onnx-int8", "hf-pipeline"]
 
@@ -385,6 +387,17 @@ def main(argv=None) -> Dict:
         result = measure(args.system, args)
         Path(args.child_output).write_text(json.dumps(result), encoding="utf8")
         return result
+    missing = [
+        f"{path} ({step})"
+        for path, step in [
+            (args.model, "spacy project run train"),
+            (args.onnx_dir, "spacy project run export-onnx"),
+            (args.data, "spacy project run convert"),
+        ]
+        if not Path(path).exists() and not (path == args.model and is_package(path))
+    ]
+    if missing:  # one line, the step to run first: not a traceback from a child process
+        sys.exit(f"speed.py: not found: {'; '.join(missing)}: run the step named first")
     wall = time.perf_counter()
     output = Path(args.output)
     report = {

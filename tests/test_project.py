@@ -222,3 +222,19 @@ def test_readme_documents_the_current_project():
     generated = run([sys.executable, "-m", "spacy", "project", "document", str(ROOT)])
     start = generated.index("<!-- WEASEL: AUTO-GENERATED DOCS START")
     assert generated[start:].strip() in (ROOT / "README.md").read_text(encoding="utf8")
+
+
+@pytest.mark.parametrize("overrides", [{}, {"vars.dev": ""}, {"vars.train": "a.jsonl", "vars.test": "b.jsonl"}])
+def test_project_paths_resolve_one_by_one(overrides):
+    """weasel's substitution merges two adjacent `${a}/${b}` list items into one
+    string; the data files must stay separate deps whatever the variables."""
+    from weasel.util.config import load_project_config
+
+    config = load_project_config(ROOT, overrides=overrides)
+    for command in config["commands"]:
+        for path in [*command.get("deps", []), *command.get("outputs", [])]:
+            assert ", " not in path, (command["name"], path)
+    convert = next(command for command in config["commands"] if command["name"] == "convert")
+    variables = {**config["vars"], **{name.removeprefix("vars."): value for name, value in overrides.items()}}
+    for split in ("train", "dev", "test"):
+        assert f"{variables['data_dir']}/{variables[split]}" in convert["deps"]

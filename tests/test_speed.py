@@ -49,3 +49,16 @@ def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
         assert r["latency_ms_p50"] > 0, name
         assert r["peak_rss_mib"] > 0, name
     assert "spacy-torch" in proc.stdout and "words/s" in proc.stdout
+
+
+def test_missing_export_names_the_step_to_run(tiny_pipeline_dir, tmp_path):
+    """`spacy project run speed` before `export-onnx`: one line, not a traceback."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--model", str(tiny_pipeline_dir)]
+    command += ["--onnx-dir", str(tmp_path / "onnx"), "--data", str(tmp_path / "dev.spacy")]
+    result = subprocess.run([*command, "--output", str(tmp_path / "speed.json")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"speed.py: not found: {tmp_path / 'onnx'} (spacy project run export-onnx); "
+        f"{tmp_path / 'dev.spacy'} (spacy project run convert): run the step named first"
+    ]
+    assert not (tmp_path / "speed.json").exists()
