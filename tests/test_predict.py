@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from pos_ner.cli import app
 from pos_ner.io import records as predict
+from pos_ner.pipeline_component import install_extensions
 
 TEXTS = ["Anna Berg lives in Paris .", "", "Globex opened an office in Lima .", "Tom Reed met Mia Cole ."]
 
@@ -30,6 +31,7 @@ def read_jsonl(path):
 
 
 def test_doc_to_entities():
+    install_extensions()
     doc = Doc(spacy.blank("en").vocab, words=["Anna", "Berg", "lives", "in", "Oslo"])
     doc.ents = [Span(doc, 0, 2, "PER"), Span(doc, 4, 5, "LOC")]
     doc.ents[0]._.confidence = 0.25
@@ -48,6 +50,7 @@ def test_text_input_keeps_line_alignment(nlp, tiny_pipeline_dir, tmp_path):
     assert result.exit_code == 0, result.output
     records = read_jsonl(output)
     assert [r["text"] for r in records] == TEXTS
+    assert [r["line"] for r in records] == [1, 2, 3, 4]
     expected = [predict.doc_to_entities(doc) for doc in nlp.pipe(TEXTS)]
     assert [r["entities"] for r in records] == expected
     assert records[1]["entities"] == [] and any(expected)
@@ -55,7 +58,7 @@ def test_text_input_keeps_line_alignment(nlp, tiny_pipeline_dir, tmp_path):
         for ent in record["entities"]:
             assert record["text"][ent["start_char"] : ent["end_char"]] == ent["text"]
             assert 0.0 <= ent["confidence"] <= 1.0
-    assert "wrote 4 records, skipped 0 bad records" in result.stderr
+    assert result.stderr.splitlines()[-1] == "4 read, 4 written, 0 rejected"
     assert [p.name for p in output.parent.iterdir()] == ["out.jsonl"]
 
 
@@ -67,6 +70,8 @@ def test_jsonl_keeps_fields(nlp, tiny_pipeline_dir, tmp_path):
     assert run(tiny_pipeline_dir, source, output).exit_code == 0
     records = read_jsonl(output)
     assert [(r["id"], r["text"], r["meta"]) for r in records] == [(i, t, {"n": i}) for i, t in enumerate(TEXTS)]
+    # The blank third line is no record; the records after it keep their own line numbers.
+    assert [r["line"] for r in records] == [1, 2, 4, 5]
     assert [r["entities"] for r in records] == [predict.doc_to_entities(doc) for doc in nlp.pipe(TEXTS)]
 
 
@@ -123,7 +128,10 @@ def test_bad_records_are_reported_and_skipped(tiny_pipeline_dir, tmp_path):
     assert len(reports) == len(expected)
     for report, (line_no, reason) in zip(reports, expected):
         assert report.startswith(f"{source}:{line_no}: ") and reason in report
-    assert "skipped 7 bad records" in result.stderr
+    assert result.stderr.splitlines()[-1] == f"9 read, 2 written, 7 rejected (see {tmp_path / 'out.rejects.jsonl'})"
+    rejects = read_jsonl(tmp_path / "out.rejects.jsonl")
+    assert [r["line"] for r in rejects] == [n for n, _ in expected]
+    assert all(reason in r["reason"] for r, (_, reason) in zip(rejects, expected))
 
 
 def test_bad_tokens(tiny_pipeline_dir, tmp_path):
@@ -155,7 +163,10 @@ def test_stdin_to_stdout(nlp, tiny_pipeline_dir):
     result = run(tiny_pipeline_dir, "-", "-", stdin="\n".join(TEXTS[:2]) + "\n")
     assert result.exit_code == 0
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert records == [{"text": t, "entities": predict.doc_to_entities(nlp(t))} for t in TEXTS[:2]]
+    assert records == [
+        {"line": i, "text": t, "entities": predict.doc_to_entities(nlp(t))} for i, t in enumerate(TEXTS[:2], 1)
+    ]
+    assert result.stderr.splitlines()[-1] == "2 read, 2 written, 0 rejected"
 
 
 def test_reading_is_lazy():
@@ -164,7 +175,7 @@ def test_reading_is_lazy():
             yield b'{"text": "Oslo"}\n'
 
     records = predict.read_records(endless(), predict.Format.jsonl, 1000, lambda *_: None)
-    assert [next(records) for _ in range(3)] == [({"text": "Oslo"}, 17), ({"text": "Oslo"}, 34), ({"text": "Oslo"}, 51)]
+    assert [next(records) for _ in range(3)] == [({"text": "Oslo"}, n, 17 * n) for n in (1, 2, 3)]
 
 
 def test_missing_input(tiny_pipeline_dir, tmp_path):

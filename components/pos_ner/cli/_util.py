@@ -1,11 +1,46 @@
-"""The one typer app of the `pos-ner` command; each sub-command lives in its own module."""
+"""The one typer app of the `pos-ner` command and the helpers its commands share
+so that every failure ends in one line on stderr and a non-zero exit status:
+`fail`, `load_pipeline`, `read_docbin`, `check_outputs`. Each sub-command lives
+in its own module."""
 
-from typing import Any, Dict, List, NoReturn
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NoReturn, Optional, Union
 
 import typer
+from typer.core import TyperGroup
+
+from ..io.files import OutputError, check_output
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+# Set to 1 to get a traceback instead of the one-line error for unexpected exceptions.
+DEBUG_ENV = "POS_NER_DEBUG"
+# Long reasons (a config error lists every field) are cut to this many characters.
+MAX_REASON = 300
+CONFIG_BOILERPLATE = "Make sure the sections and values are formatted correctly."
+
+
+class Group(TyperGroup):
+    """Turns the errors every command can hit while writing (`OutputError`:
+    an output that would destroy an input, a full disk, a read-only folder) into
+    one line and exit status 1, the same under `CliRunner` as on the command
+    line. Unexpected exceptions are left to the entry point (`setup_cli`)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OutputError as error:
+            fail(str(error))
+
 
 app = typer.Typer(
     name="pos-ner",
+    cls=Group,
     help="Convert, train, evaluate, serve and export the pos_ner NER pipeline.",
     add_completion=False,
     no_args_is_help=True,
@@ -19,6 +54,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error to stderr and exit with `code`."""
     typer.echo(message, err=True)
     raise typer.Exit(code)
+
+
+def one_line(text: object, limit: int = MAX_REASON) -> str:
+    """`text` (an exception's message) on one line: its non-empty lines joined,
+    cut at `limit` characters."""
+    joined = " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    return joined if len(joined) <= limit else joined[: limit - 3] + "..."
+
+
+def debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
 
 
 def parse_overrides(args: List[str]) -> Dict[str, Any]:
@@ -38,3 +84,114 @@ def gpu_id(gpu: str) -> int:
         return int(gpu)
     except ValueError:
         raise typer.BadParameter(f"expected 'auto', -1 or a GPU id, got {gpu!r}", param_hint="--gpu") from None
+
+
+def model_location(model: str) -> Optional[Path]:
+    """The folder `model` loads from (a path, or an installed package's folder),
+    so outputs can be checked against it before anything is loaded; None if
+    there is none (loading will then say so)."""
+    path = Path(model).expanduser()
+    if path.exists():
+        return path
+    from spacy.util import get_package_path, is_package
+
+    try:
+        return get_package_path(model) if is_package(model) else None
+    except Exception:  # a broken installation: loading reports it
+        return None
+
+
+def _failing_model_file(tb: Optional[TracebackType]) -> Optional[str]:
+    """The file spaCy was reading when loading failed ('ner/model'), from the
+    traceback: spacy.util.from_disk calls one reader per `path / key`."""
+    found = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "from_disk" and frame.f_globals.get("__name__") == "spacy.util":
+            path, key = frame.f_locals.get("path"), frame.f_locals.get("key")
+            if path is not None and key is not None:
+                found = Path(path) / str(key)
+        tb = tb.tb_next
+    return None if found is None else f"{found.parent.name}/{found.name}"
+
+
+def load_reason(model: str, error: BaseException) -> str:
+    """A short reason why `spacy.load(model)` raised `error`."""
+    message = str(error)
+    path = Path(model).expanduser()
+    if "[E050]" in message:
+        return "no such folder, and no installed package of that name"
+    if path.is_file():
+        return "is a file; expected a pipeline folder or an installed package name"
+    if "[E053]" in message and not (path / "config.cfg").exists():
+        return "not a spaCy pipeline folder (no config.cfg or meta.json)"
+    if "[E053]" in message:
+        return one_line(message.replace("[E053] ", ""))
+    if type(error).__name__ == "ConfigValidationError":
+        return "invalid config.cfg: " + one_line(
+            message.replace("Config validation error", "").replace(CONFIG_BOILERPLATE, "")
+        )
+    source = _failing_model_file(error.__traceback__)
+    if source is not None:
+        return f"{source} is corrupt or truncated ({type(error).__name__}: {one_line(message, 120)})"
+    return f"{type(error).__name__}: {one_line(message)}"
+
+
+def load_pipeline(model: str, **kwargs: Any) -> "Language":
+    """`spacy.load(model)`, or the one line `MODEL: cannot load the pipeline:
+    <reason>` and exit status 1 (a missing model, a folder that is no pipeline,
+    a truncated or corrupt model file, an invalid config). For every command
+    that takes a MODEL argument, serve included."""
+    import spacy
+
+    try:
+        return spacy.load(model, **kwargs)
+    except Exception as error:
+        if debug():
+            raise
+        fail(f"{model}: cannot load the pipeline: {load_reason(model, error)}")
+
+
+def require_file(path: Union[str, Path], what: str = "file", code: int = 1) -> Path:
+    """`path` if it is a readable file, else one line and exit `code`."""
+    path = Path(path)
+    if not path.exists():
+        fail(f"{path}: no such {what}", code)
+    if path.is_dir():
+        fail(f"{path}: is a folder, expected a {what}", code)
+    if not os.access(path, os.R_OK):
+        fail(f"{path}: cannot read: permission denied", code)
+    return path
+
+
+def read_docbin(path: Path, vocab: "Vocab") -> List["Doc"]:
+    """The Docs of a DocBin file, or one line saying why it cannot be read."""
+    from spacy.tokens import DocBin
+
+    require_file(path, "DocBin (.spacy) file")
+    try:
+        return list(DocBin().from_disk(path).get_docs(vocab))
+    except Exception as error:
+        if debug():
+            raise
+        fail(f"{path}: cannot read the DocBin (.spacy) file: {type(error).__name__}: {one_line(error, 160)}")
+
+
+def check_outputs(outputs: Iterable[Union[str, Path]], inputs: Iterable[Optional[Union[str, Path]]]) -> None:
+    """Refuse (one line, exit 1) any of `outputs` (files) that would destroy
+    one of `inputs`, before any work is done."""
+    inputs = list(inputs)
+    try:
+        for output in outputs:
+            check_output(output, inputs)
+    except OutputError as error:
+        fail(str(error))
+
+
+def unexpected_error(prefix: str, error: BaseException) -> str:
+    """The last-resort line (`pos-ner COMMAND: error: Type: message`, the
+    message's first line) for an exception no command anticipated."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{prefix}: error: {error.filename}: {error.strerror}"
+    message = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return f"{prefix}: error: {type(error).__name__}: {message}"

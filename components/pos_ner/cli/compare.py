@@ -3,7 +3,7 @@ from typing import List, Optional
 
 import typer
 
-from ._util import app, fail
+from ._util import app, check_outputs, fail
 
 
 @app.command("compare")
@@ -22,9 +22,18 @@ def compare_cli(
     only: Optional[List[str]] = typer.Option(None, "--only", help="Run only these systems (repeatable)"),
     seeds: Optional[List[int]] = typer.Option(None, "--seed", help="Run only these seeds (repeatable)"),
 ) -> None:
-    """Train, score and tabulate every system of DEFINITION_PATH; resumable."""
-    from ..experiments.compare import DefinitionError, compare
+    """Train, score and tabulate every system of DEFINITION_PATH; resumable.
+    OUTPUT and its .md table are checked against the inputs before any
+    training and written atomically at the end."""
+    from ..experiments.compare import DefinitionError, compare, markdown_path
 
+    table = markdown_path(output)
+    if table == output:
+        fail(f"{output}: --output must not end in .md (the .md table is written beside the JSON report)")
+    corpora = [
+        folder / f"{split}.spacy" for folder in (corpus_dir, sentences_dir) for split in ("train", "dev", "test")
+    ]
+    check_outputs([output, table], [definition_path, *corpora, corpus_dir, sentences_dir])
     try:
         report = compare(definition_path, transformer, corpus_dir, sentences_dir, workdir, output, gpu, only, seeds)
     except DefinitionError as error:

@@ -9,7 +9,7 @@ from spacy.tokens import Doc
 from ..io.conll import DEFAULT_N_SENTS, ConversionError, Scheme, docs_to_docbin
 from ..io.files import OutputError, atomic_file, check_output
 from ..io.formats import InputFormat, OptionError, read_docs, summarize
-from ._util import app, fail
+from ._util import app, fail, load_pipeline
 
 SPLITS = ("train", "dev", "test")
 
@@ -18,12 +18,7 @@ def add_pos_tags(docs: List[Doc], model: str) -> int:
     """Give the Docs without POS tags the tags `model`'s tagger predicts on
     their tokens (the pipeline's tagger then learns to reproduce them); returns
     how many Docs were tagged. Components after the tagger do not run."""
-    import spacy
-
-    try:
-        nlp = spacy.load(model)
-    except Exception as error:  # any loading failure is one line
-        raise OptionError(f"{model}: cannot load the --pos-model pipeline: {str(error).splitlines()[0]}") from None
+    nlp = load_pipeline(model)
     taggers = [name for name in nlp.pipe_names if nlp.get_pipe_meta(name).factory == "tagger"]
     if not taggers:
         raise OptionError(f"{model}: the --pos-model pipeline has no tagger (pipeline: {nlp.pipe_names})")

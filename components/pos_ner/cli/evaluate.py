@@ -1,48 +1,83 @@
 import json
+import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from ._util import app
+from ..io.files import write_text
+from ._util import app, check_outputs, fail, load_pipeline, model_location, one_line, read_docbin, require_file
+
+REPORT = "report.md"
+CONFUSION = "confusion.png"
+TRAINING = "training.png"
+
+
+def finite(value: Any) -> Any:
+    """`value` with NaN and infinite floats as None: strict JSON has no NaN,
+    and an undefined score (no gold entities of a type) should not cost the run."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
 
 
 @app.command("evaluate")
 def evaluate_cli(
     model: str = typer.Argument(..., help="Pipeline directory or installed package name"),
-    data_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="DocBin (.spacy) with gold entities"),
+    data_path: Path = typer.Argument(..., help="DocBin (.spacy) with gold entities"),
     output_path: Path = typer.Option(..., "--output", "-o", help="Metrics JSON to write"),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
     report_dir: Optional[Path] = typer.Option(
         None, "--report-dir", file_okay=False, help="Write report.md and confusion.png (and training.png) here"
     ),
     training_log: Optional[Path] = typer.Option(
-        None, "--training-log", exists=True, dir_okay=False, help="JSONL log of the training (for training.png)"
+        None, "--training-log", dir_okay=False, help="JSONL log of the training (for training.png)"
     ),
 ) -> None:
-    """Evaluate MODEL on DATA_PATH and write seqeval metrics to OUTPUT_PATH."""
+    """Evaluate MODEL on DATA_PATH and write seqeval metrics to OUTPUT_PATH.
+
+    Every output is checked against the inputs before the model is loaded and
+    written atomically after all of them are computed, so a failed run leaves
+    earlier results as they were."""
     if training_log is not None and report_dir is None:
         raise typer.BadParameter("needs --report-dir", param_hint="--training-log")
-    import spacy
-    from spacy.tokens import DocBin
-
-    from ..evaluation.plots import plot_confusion, plot_training
+    require_file(data_path, "DocBin (.spacy) file")
+    if training_log is not None:
+        require_file(training_log, "training log")
+    inputs = [model_location(model), data_path, training_log]
+    report_files = []
+    if report_dir is not None:
+        names = [REPORT, CONFUSION] + ([TRAINING] if training_log is not None else [])
+        report_files = [report_dir / name for name in names]
+    check_outputs([output_path], inputs)
+    check_outputs(report_files, [*inputs, output_path])
+    from ..evaluation.plots import plot_confusion, plot_training, read_training_log
     from ..evaluation.scores import error_report, evaluate, format_table
 
-    nlp = spacy.load(model)
-    gold_docs = list(DocBin().from_disk(data_path).get_docs(nlp.vocab))
+    records = None
+    if training_log is not None:
+        try:
+            records = read_training_log(training_log)
+        except ValueError as error:
+            fail(f"{training_log}: cannot read the training log: {one_line(error, 160)}")
+        if not records:
+            fail(f"{training_log}: no training records (expected spaCy's JSONL log, [training.logger] output_file)")
+    nlp = load_pipeline(model)
+    gold_docs = read_docbin(data_path, nlp.vocab)
     metrics, predicted = evaluate(nlp, gold_docs, batch_size=batch_size)
     metrics.update({"model": model, "data": str(data_path)})
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    output_path.write_text(json.dumps(metrics, indent=2), encoding="utf8")
+    write_text(output_path, json.dumps(finite(metrics), indent=2, allow_nan=False))
     typer.echo(format_table(metrics))
     if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
         markdown = error_report(metrics, gold_docs, predicted)
-        plot_confusion(metrics["confusion"], report_dir / "confusion.png")
-        markdown += "\n## Figures\n\n![Confusion matrices](confusion.png)\n"
-        if training_log is not None:
-            plot_training(training_log, report_dir / "training.png")
-            markdown += "\n![Training curves](training.png)\n"
-        (report_dir / "report.md").write_text(markdown, encoding="utf8")
-        typer.echo(f"Report: {report_dir / 'report.md'}")
+        plot_confusion(metrics["confusion"], report_dir / CONFUSION)
+        markdown += f"\n## Figures\n\n![Confusion matrices]({CONFUSION})\n"
+        if records is not None:
+            plot_training(records, report_dir / TRAINING)
+            markdown += f"\n![Training curves]({TRAINING})\n"
+        write_text(report_dir / REPORT, markdown)
+        typer.echo(f"Report: {report_dir / REPORT}")

@@ -3,7 +3,8 @@ from typing import Optional
 
 import typer
 
-from ._util import OVERRIDES, app, fail, parse_overrides
+from ..io.files import check_output
+from ._util import OVERRIDES, app, check_outputs, fail, parse_overrides
 
 
 @app.command("grid", context_settings=OVERRIDES)
@@ -17,12 +18,23 @@ def grid_cli(
 ) -> None:
     """Grid-search CONFIG_PATH over GRID_PATH, ranking the points by dev F1
     (seqeval). Extra `--section.key value` options (at least --paths.train and
-    --paths.dev) apply to every point. Resumable: run the same command again."""
-    from ..experiments.grid import run_grid
+    --paths.dev) apply to every point. Resumable: run the same command again.
+    The result files are checked against the inputs before any training and
+    replaced atomically after each point."""
+    from ..experiments.grid import BEST_CFG, RESULTS_CSV, RESULTS_MD, run_grid
     from ..experiments.runner import RunFailed
 
+    overrides = parse_overrides(ctx.args)
+    inputs = [config_path, grid_path, *(overrides.get(key) for key in ("paths.train", "paths.dev"))]
+    check_output(output, is_dir=True)
+    check_outputs([output / name for name in (RESULTS_CSV, RESULTS_MD, BEST_CFG)], inputs)
+    check_outputs([db or output / "grid.db"], inputs)
     try:
-        run_grid(config_path, grid_path, output, parse_overrides(ctx.args), db, gpu)
+        run_grid(config_path, grid_path, output, overrides, db, gpu)
     except (ValueError, RunFailed) as error:
-        fail(f"{error}\nFix it and run the same command again to resume the search.")
-    typer.echo((output / "results.md").read_text(encoding="utf8"))
+        fail(f"{error} (fix it and run the same command again to resume the search)")
+    results = output / RESULTS_MD
+    if results.is_file():
+        typer.echo(results.read_text(encoding="utf8"))
+    else:
+        typer.echo(f"no grid point finished; nothing in {results}")

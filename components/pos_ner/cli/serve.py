@@ -1,6 +1,6 @@
 import typer
 
-from ._util import app
+from ._util import app, load_pipeline
 
 
 @app.command("serve")
@@ -27,11 +27,9 @@ def serve_cli(
     ),
 ) -> None:
     """Serve MODEL's entities over HTTP."""
-    import spacy
-
     from ..serving import create_app, log_config, logger, make_server
 
-    nlp = spacy.load(model)
+    nlp = load_pipeline(model)
     # No model_name: /health takes the name from the model's meta, never the path it was loaded from.
     api = create_app(
         nlp,

@@ -1,14 +1,18 @@
 """The evaluation report's figures: confusion matrices of BIO tags, and
-training curves from the JSONL log spaCy's ConsoleLogger writes (`output_file`)."""
+training curves from the JSONL log spaCy's ConsoleLogger writes (`output_file`).
+Figures are written atomically: an earlier figure survives a failed run."""
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Union
 
 import matplotlib
 import numpy
 import srsly
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
+
+from ..io.files import atomic_file
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -26,9 +30,17 @@ def plot_confusion(confusion: Dict, path: Path) -> None:
             ax=ax, cmap="Blues", values_format="d", colorbar=False, xticks_rotation=45
         )
         ax.set(title=f"{title}: gold vs predicted tag (tokens)", xlabel="predicted tag", ylabel="gold tag")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
+
+
+def save(fig: Figure, path: Path) -> None:
+    """Write `fig` as PNG via a temporary file, then close it."""
+    try:
+        fig.tight_layout()
+        with atomic_file(path) as file:
+            fig.savefig(file, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def read_training_log(path: Path) -> List[Dict]:
@@ -37,11 +49,12 @@ def read_training_log(path: Path) -> List[Dict]:
     return [record for record in srsly.read_jsonl(path) if "step" in record]
 
 
-def plot_training(log_path: Path, path: Path) -> None:
-    """Loss per component and dev entity F1 against the training step."""
-    records = read_training_log(log_path)
+def plot_training(log: Union[Path, List[Dict]], path: Path) -> None:
+    """Loss per component and dev entity F1 against the training step; `log`
+    is the log file or its records (`read_training_log`)."""
+    records = read_training_log(log) if isinstance(log, Path) else log
     if not records:
-        raise ValueError(f"{log_path}: no training records")
+        raise ValueError(f"{log}: no training records")
     steps = [record["step"] for record in records]
     n_updates = [max(step - previous, 1) for previous, step in zip([0, *steps], steps)]
     fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -57,6 +70,4 @@ def plot_training(log_path: Path, path: Path) -> None:
     for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)

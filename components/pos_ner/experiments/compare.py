@@ -23,6 +23,7 @@ import srsly
 from spacy.tokens import DocBin
 from spacy.util import load_config, registry
 
+from ..io.files import write_text
 from .runner import RunFailed, micro_f1, run_command, run_experiment
 
 TYPES = ("LOC", "MISC", "ORG", "PER")
@@ -30,6 +31,11 @@ TYPES = ("LOC", "MISC", "ORG", "PER")
 
 class DefinitionError(ValueError):
     """A comparison definition or request that cannot be run; the message says why."""
+
+
+def markdown_path(output: Path) -> Path:
+    """The table written beside the JSON report."""
+    return output.with_suffix(".md")
 
 
 def load_definition(path: Path) -> Dict:
@@ -169,7 +175,8 @@ def run_one(
         "inference_words_per_second": test["words_per_second"],
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    result_path.write_text(json.dumps(result, indent=2), encoding="utf8")
+    # Atomic: a result file that exists is a finished run (see above), never a half-written one.
+    write_text(result_path, json.dumps(result, indent=2))
     print(
         f"{name}: dev F1 {100 * dev['f1']:.2f}, test F1 {100 * test['f1']:.2f}, {result['train_minutes']:.1f} min",
         flush=True,
@@ -278,8 +285,7 @@ def compare(
         "failed": failures,
         "systems": rows,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2), encoding="utf8")
-    output.with_suffix(".md").write_text(markdown, encoding="utf8")
+    write_text(output, json.dumps(report, indent=2))
+    write_text(markdown_path(output), markdown)
     report["markdown"] = markdown
     return report

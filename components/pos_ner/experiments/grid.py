@@ -11,6 +11,7 @@ point finishes) and OUTPUT/best.cfg (the base config with the best point's value
 """
 
 import csv
+import io
 import json
 from datetime import timedelta
 from math import prod
@@ -23,7 +24,10 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 from spacy.util import load_config
 
+from ..io.files import atomic_file, write_text
 from .runner import micro_f1, run_experiment
+
+RESULTS_CSV, RESULTS_MD, BEST_CFG = "results.csv", "results.md", "best.cfg"
 
 
 def load_grid(path: Path) -> Dict:
@@ -105,8 +109,8 @@ def write_results(study: optuna.Study, config: Path, output: Path, definition: D
         ]
         for rank, t in enumerate(trials, 1)
     ]
-    with (output / "results.csv").open("w", newline="", encoding="utf8") as file:
-        csv.writer(file).writerows([header, *rows])
+    table = io.StringIO()
+    csv.writer(table).writerows([header, *rows])
     n_points = prod(len(values) for values in definition["grid"].values())
     cells = [[f"{100 * v:.2f}" if i in (2, 3, 4) else str(v) for i, v in enumerate(row)] for row in rows]
     lines = [
@@ -120,8 +124,11 @@ def write_results(study: optuna.Study, config: Path, output: Path, definition: D
         *["| " + " | ".join(row) + " |" for row in cells],
         "",
     ]
-    (output / "results.md").write_text("\n".join(lines), encoding="utf8")
-    load_config(config, overrides=trials[0].params).to_disk(output / "best.cfg")
+    # Each file is replaced atomically: an interrupted search leaves the previous, complete tables.
+    with atomic_file(output / RESULTS_CSV) as file:  # bytes: the csv module's own \r\n line ends, untranslated
+        file.write(table.getvalue().encode("utf8"))
+    write_text(output / RESULTS_MD, "\n".join(lines))
+    write_text(output / BEST_CFG, load_config(config, overrides=trials[0].params).to_str())
 
 
 def run_grid(

@@ -2,17 +2,30 @@
 API returns).
 
 Inputs: plain text (one document per line; an empty line is an empty document
-with no entities, so output line N is input line N), JSONL with a "text" field,
-or JSONL with a pre-tokenized "tokens" list. JSONL records keep their other
-fields; blank JSONL lines are not records and are ignored. Bad records are
-reported as INPUT:LINE: reason, then skipped or fatal (--on-error).
+with no entities), JSONL with a "text" field, or JSONL with a pre-tokenized
+"tokens" list. JSONL records keep their other fields ("id" among them, as is);
+blank JSONL lines are not records and are ignored. Every output record gets
+"line", the 1-based input line it came from, so each output record can be
+traced back even when bad records in between were skipped.
+
+JSON is parsed strictly: NaN, Infinity, -Infinity and numbers too large for a
+float (1e400) are not JSON and would make the output invalid JSON, so such a
+record is bad. Tokens may not contain control or zero-width characters
+(`FORBIDDEN_IN_TOKENS`): they are invisible, and a token made of them would
+silently change the text the entity offsets refer to. Texts may contain them
+(spaCy's tokenizer handles them; json.dumps escapes the control characters).
+
+Bad records are reported as INPUT:LINE: reason, then skipped (and written to
+the rejects file) or fatal (--on-error).
 """
 
 import codecs
 import json
+import math
+import re
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -32,8 +45,65 @@ class OnError(str, Enum):
     fail = "fail"
 
 
+# Fields that `predict` writes itself; an input field of the same name is replaced.
+OUTPUT_FIELDS = ("line", "entities")
+# C0 controls, DEL, zero-width space/non-joiner/joiner, word joiner, BOM.
+FORBIDDEN_IN_TOKENS = re.compile("[\x00-\x1f\x7f\u200b-\u200d\u2060\ufeff]")
+# Marks a record without an "id" field (its id may be null).
+NO_ID = object()
+
+
 class BadRecord(ValueError):
-    """An input record that cannot be processed; the message says why."""
+    """An input record that cannot be processed; the message says why.
+    `record_id` is the record's "id" field where it has one (else NO_ID)."""
+
+    def __init__(self, reason: str, record_id: Any = NO_ID):
+        super().__init__(reason)
+        self.record_id = record_id
+
+
+class Record(NamedTuple):
+    """A good input record: its fields, its 1-based line and the bytes read up to its end."""
+
+    fields: Dict[str, Any]
+    line: int
+    offset: int
+
+
+def reject_entry(line: int, reason: str, record_id: Any = NO_ID) -> Dict[str, Any]:
+    """A line of the rejects file: {"line", "id" (if the record has one), "reason"}."""
+    entry: Dict[str, Any] = {"line": line}
+    if record_id is not NO_ID:
+        entry["id"] = record_id
+    entry["reason"] = reason
+    return entry
+
+
+def output_record(record: Record, entities: List[Dict]) -> Dict[str, Any]:
+    """The output record: "line" first, the input's own fields, then "entities"."""
+    kept = {key: value for key, value in record.fields.items() if key not in OUTPUT_FIELDS}
+    return {"line": record.line, **kept, "entities": entities}
+
+
+def dumps(value: Any) -> bytes:
+    """Strict JSON (no NaN or Infinity: json.dumps writes them by default), UTF-8, one line."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf8")
+
+
+def _no_constant(name: str) -> Any:
+    raise BadRecord(f"invalid JSON: {name} is not a JSON value (use null or a string)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRecord(f"invalid JSON: the number {text[:40]} is out of range")
+    return value
+
+
+def loads_strict(line: str) -> Any:
+    """json.loads without Python's extensions (NaN, Infinity) and overflowing floats."""
+    return json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
 
 
 def doc_to_entities(doc: Doc, with_tokens: bool = False) -> List[Dict]:
@@ -69,7 +139,7 @@ def detect_format(path: Path) -> Format:
         for line in file:
             if line.strip():
                 try:
-                    first = json.loads(line.removeprefix(codecs.BOM_UTF8))
+                    first = loads_strict(line.removeprefix(codecs.BOM_UTF8).decode("utf8"))
                 except (ValueError, RecursionError):
                     break
                 return Format.tokens if isinstance(first, dict) and "tokens" in first else Format.jsonl
@@ -86,34 +156,65 @@ def parse_record(line: bytes, fmt: Format, max_length: int) -> Dict:
         record = {"text": line}
     else:
         try:
-            record = json.loads(line)
+            record = loads_strict(line)
+        except BadRecord as err:
+            raise BadRecord(str(err), lenient_id(line)) from None
         except (ValueError, RecursionError) as err:
             raise BadRecord(f"invalid JSON: {err}") from None
         if not isinstance(record, dict):
             raise BadRecord(f"expected a JSON object, got {json_type(record)}")
         try:
-            json.dumps(record, ensure_ascii=False).encode("utf8")
-        except UnicodeEncodeError:
-            raise BadRecord("unpaired surrogate escape (\\ud800-\\udfff), not valid Unicode") from None
-        field = "tokens" if fmt == Format.tokens else "text"
-        if field not in record:
-            raise BadRecord(f"missing field {field!r}")
+            check_fields(record, fmt, max_length)
+        except BadRecord as err:
+            raise BadRecord(str(err), record.get("id", NO_ID)) from None
+    if fmt == Format.text:
+        check_fields(record, fmt, max_length)
+    return record
+
+
+def lenient_id(line: str) -> Any:
+    """The "id" of a record that is JSON only to Python (NaN, Infinity), so
+    its reject can name it; NO_ID if there is none or it is not strict JSON."""
+    try:
+        record = json.loads(line)
+        record_id = record["id"]
+        dumps(record_id)
+    except Exception:
+        return NO_ID
+    return record_id
+
+
+def check_fields(record: Dict, fmt: Format, max_length: int) -> None:
+    """Raise BadRecord unless `record` has a valid "text" or "tokens" field."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf8")
+    except UnicodeEncodeError:
+        raise BadRecord("unpaired surrogate escape (\\ud800-\\udfff), not valid Unicode") from None
+    field = "tokens" if fmt == Format.tokens else "text"
+    if field not in record:
+        raise BadRecord(f"missing field {field!r}")
     if fmt == Format.tokens:
         tokens = record["tokens"]
         if not isinstance(tokens, list) or not all(isinstance(token, str) and token for token in tokens):
             raise BadRecord("'tokens' must be an array of non-empty strings")
+        for i, token in enumerate(tokens, 1):
+            found = FORBIDDEN_IN_TOKENS.search(token)
+            if found:
+                raise BadRecord(
+                    f"token {i} contains U+{ord(found.group()):04X}, a control or zero-width character "
+                    "(not allowed in tokens)"
+                )
     elif not isinstance(record["text"], str):
         raise BadRecord(f"'text' must be a string, got {json_type(record['text'])}")
     elif len(record["text"]) > max_length:
         raise BadRecord(f"'text' has {len(record['text'])} characters, more than nlp.max_length ({max_length})")
-    return record
 
 
 def read_records(
-    lines: Iterator[bytes], fmt: Format, max_length: int, report: Callable[[int, str], None]
-) -> Iterator[Tuple[Dict, int]]:
-    """(record, bytes read so far) for each good line, lazily; bad lines go
-    to `report(line_number, reason)`."""
+    lines: Iterator[bytes], fmt: Format, max_length: int, report: Callable[[int, BadRecord], None]
+) -> Iterator[Record]:
+    """A Record for each good line, lazily; each bad line goes to
+    `report(line_number, error)` (which may raise to stop)."""
     offset = 0
     for line_no, line in enumerate(lines, 1):
         offset += len(line)
@@ -124,11 +225,16 @@ def read_records(
         try:
             record = parse_record(line, fmt, max_length)
         except BadRecord as err:
-            report(line_no, str(err))
+            report(line_no, err)
             continue
-        yield record, offset
+        yield Record(record, line_no, offset)
 
 
-def to_input(nlp: Language, record: Dict, fmt: Format):
+def default_rejects_path(output: Path) -> Path:
+    """out.jsonl → out.rejects.jsonl (beside the output)."""
+    return output.with_name(f"{output.stem if output.suffix else output.name}.rejects.jsonl")
+
+
+def to_input(nlp: Language, record: Dict, fmt: Format) -> Any:
     """What `nlp.pipe` takes for a record: its text, or a Doc of its tokens."""
     return Doc(nlp.vocab, words=record["tokens"]) if fmt == Format.tokens else record["text"]

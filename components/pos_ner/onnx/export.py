@@ -15,7 +15,7 @@ tokenizer, the spaCy tokenizer and onnx_meta.json.
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, cast
+from typing import Dict, List, Optional, Tuple, Union, cast
 
 import numpy
 import spacy
@@ -123,9 +123,17 @@ def sample_inputs(vocab_size: int, token_types: bool) -> Tuple:
     return args + (torch.zeros_like(input_ids),) if token_types else args
 
 
-def export(model: str, output_dir: Path, opset: int = 18, quantize: bool = False) -> Dict:
-    """Export `model` (a loaded pipeline's directory or package) to `output_dir`; returns the meta."""
-    nlp = spacy.load(model)
+def export(
+    model: Union[str, Language], output_dir: Path, opset: int = 18, quantize: bool = False, source: Optional[str] = None
+) -> Dict:
+    """Export `model` (a pipeline's directory or package, or the loaded
+    pipeline) to `output_dir`; returns the meta. `source` names the pipeline
+    in the meta (default: `model` when it is a name). `output_dir` is written
+    in place: the CLI passes a temporary folder (`pos_ner.io.files.atomic_dir`)
+    so a failed export never leaves a half-written model where a good one was."""
+    nlp = spacy.load(model) if isinstance(model, str) else model
+    if source is None:
+        source = model if isinstance(model, str) else f"{nlp.meta.get('lang')}_{nlp.meta.get('name')}"
     names = find_pipes(nlp)
     features = check_config(nlp, names)
     trf = cast(Transformer, nlp.get_pipe(names["transformer"]))
@@ -178,7 +186,7 @@ def export(model: str, output_dir: Path, opset: int = 18, quantize: bool = False
     cast(Tokenizer, nlp.tokenizer).to_disk(output_dir / "spacy_tokenizer")
     spans = nlp.config["components"][names["transformer"]]["model"]["get_spans"]
     meta = {
-        "source": str(model),
+        "source": str(source),
         "lang": nlp.lang,
         "labels": list(ner.labels),
         "ner_tags": ner.tag_names,
@@ -195,5 +203,6 @@ def export(model: str, output_dir: Path, opset: int = 18, quantize: bool = False
         "opset": opset,
         "models": {"fp32": MODEL_FILE, **({"int8": INT8_FILE} if quantize else {})},
     }
+    # Written last: an export folder with its meta file is a complete one.
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf8")
     return meta
