@@ -128,8 +128,8 @@ def test_project_commands_list_the_code_they_run():
 FLOORS = [
     ["cli"],
     ["serving", "experiments", "onnx"],
-    ["pipeline_component", "architectures"],
-    ["io", "evaluation", "decoding", "layers"],
+    ["pipeline_component", "architectures", "span_getters", "corpus"],
+    ["io", "evaluation", "decoding", "layers", "windows"],
 ]
 
 

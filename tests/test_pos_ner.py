@@ -290,10 +290,13 @@ def test_every_compared_config_trains_on_the_tiny_model(tiny_bert, name, system)
         for section in sections:
             node = node[section]
         node[key] = value
+    # Seeded: the transition-based ner's loss can spike at a single step, and unseeded its
+    # trajectory depended on which tests ran before (CI once saw 103 → 166 at step 12).
+    spacy.util.fix_random_seed(0)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     annotates = config["training"]["annotating_components"]
     history = train(nlp, make_examples(nlp, n_docs=8), steps=12, annotates=annotates)
-    assert history[-1] < history[0]
+    assert min(history[-3:]) < 0.8 * history[0]
     doc = nlp("Lena lives in Cairo .")
     assert doc.has_annotation("ENT_IOB") and doc.has_annotation("TAG")
 
