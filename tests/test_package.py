@@ -98,7 +98,14 @@ def test_no_code_reaches_the_package_through_sys_path_or_code_files():
     assert found.returncode == 1 and not found.stdout, found.stdout
 
 
-MODEL_CODE = ["architectures.py", "layers/concat_per_doc.py", "pipeline_component.py", "decoding.py"]
+MODEL_CODE = [
+    "architectures.py",
+    "layers/concat_per_doc.py",
+    "pipeline_component.py",
+    "decoding.py",
+    "span_getters.py",
+    "windows.py",
+]
 
 
 def test_project_commands_list_the_code_they_run():
@@ -119,6 +126,8 @@ def test_project_commands_list_the_code_they_run():
             "model-best" in dep for dep in deps
         ):
             assert all(f"components/pos_ner/{code}" in deps for code in MODEL_CODE), command["name"]
+        if any(re.search(r"python -m pos_ner (train|grid|compare)", line) for line in command["script"]):
+            assert "components/pos_ner/corpus.py" in deps, command["name"]  # the training corpus reader
         for dep in deps:
             if dep.startswith(("components/", "benchmarks/")):
                 assert (ROOT / dep).is_file(), f"{command['name']}: {dep}"
