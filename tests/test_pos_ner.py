@@ -329,7 +329,8 @@ def test_pickled_pipeline_predicts_the_same_in_a_fresh_interpreter(tiny_pipeline
 
 
 N_PROCESS = """
-import json, sys, spacy
+import json, multiprocessing, sys, spacy
+multiprocessing.set_start_method(sys.argv[3])
 nlp = spacy.load(sys.argv[1])
 texts = json.loads(sys.argv[2]) * 20
 one, two = ([[[e.start, e.end, e.label_] for e in d.ents] for d in nlp.pipe(texts, n_process=n)] for n in (1, 2))
@@ -337,14 +338,16 @@ print(json.dumps({"same": one == two, "n": len(two), "found": sum(map(len, one))
 """
 
 
-def test_pipe_with_two_processes_gives_the_same_entities(tiny_pipeline_dir):
+@pytest.mark.parametrize("start_method", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
+def test_pipe_with_two_processes_gives_the_same_entities(tiny_pipeline_dir, start_method):
     """spaCy's documented way to use more cores: forked workers used to wait forever
-    on torch's thread pool (the timeout turns a hang into a failure)."""
+    on torch's thread pool (the timeout turns a hang into a failure); spawned ones
+    need the pipeline to pickle (the component's class importable)."""
     import json
     import subprocess
     import sys
 
-    command = [sys.executable, "-c", N_PROCESS, str(tiny_pipeline_dir), json.dumps(TEXTS)]
+    command = [sys.executable, "-c", N_PROCESS, str(tiny_pipeline_dir), json.dumps(TEXTS), start_method]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
