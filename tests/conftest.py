@@ -86,6 +86,16 @@ def write_docbin(path: Path, docs) -> Path:
     return path
 
 
+def leftovers(folder: Path):
+    """Temporary files and folders the atomic writes leave when something goes wrong."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".tmp", ".old")))
+
+
+def snapshot(folder: Path):
+    """Every file under `folder` with its bytes, to prove nothing changed."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def corpus_words():
     words = set()
     for _, pos in TEMPLATES:

@@ -11,12 +11,11 @@ import shutil
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import spacy
 
-from conftest import make_docs, write_docbin
+from conftest import leftovers, make_docs, snapshot, write_docbin
 
 TIMEOUT = 240
 
@@ -35,14 +34,6 @@ def one_line_failure(result, code=1) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
-
-
-def leftovers(folder: Path):
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".tmp", ".old")))
-
-
-def snapshot(folder: Path):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ import spacy
 
 from pos_ner.io.records import doc_to_entities
 
+from conftest import leftovers, snapshot
+
 TIMEOUT = 240
 EARLIER = b'{"line": 1, "text": "an earlier, good output", "entities": []}\n'
 
@@ -54,15 +56,6 @@ def strict_json(line: str):
 
 def read_jsonl(path: Path):
     return [strict_json(line) for line in path.read_text(encoding="utf8").splitlines()]
-
-
-def leftovers(folder: Path):
-    """Temporary files and folders the atomic writes leave when something goes wrong."""
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".tmp", ".old")))
-
-
-def snapshot(folder: Path):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
