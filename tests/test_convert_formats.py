@@ -16,20 +16,13 @@ from pos_ner.cli import app
 from pos_ner.io.conll import ConversionError, summarize
 from pos_ner.io.formats import InputFormat, detect_format, read_docs
 
+from test_convert import write
+
 ROOT = Path(__file__).parents[1]
 
 CONLL = "-DOCSTART- -X- O O\n\nAnna NNP B-NP B-PER\nleft VBD B-VP O\n\nOslo NNP B-NP B-LOC\nwins VBZ B-VP O\n"
 JSONL_RECORD = {"text": "Anna left Oslo.", "spans": [{"start": 0, "end": 4, "label": "PER"}]}
 LS_TASKS = [{"id": 1, "data": {"text": "Anna left Oslo."}, "annotations": [{"result": []}]}]
-
-
-def write(tmp_path: Path, name: str, content) -> Path:
-    path = tmp_path / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
 
 
 def entities(doc):
