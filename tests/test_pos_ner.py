@@ -309,16 +309,20 @@ print(json.dumps([[[e.start, e.end, e.label_, round(e._.confidence, 5)] for e in
 """
 
 
-def test_pickled_pipeline_predicts_the_same_in_a_fresh_interpreter(tiny_pipeline_dir):
-    """What Dask, Spark or multiprocessing with `spawn` do to a loaded pipeline: the
-    class is importable from the package, and the confidence extension is there
-    after unpickling."""
+@pytest.mark.parametrize("origin", ["loaded", "trained here"])
+def test_pickled_pipeline_predicts_the_same_in_a_fresh_interpreter(origin, tiny_pipeline, tiny_pipeline_dir):
+    """What Dask, Spark or multiprocessing with `spawn` do to a pipeline: the
+    class is importable from the package, the confidence extension is there
+    after unpickling, and a pipeline trained in this process pickles with its
+    optimizer (thinc's generator schedules would not: pos_ner.schedules)."""
     import json
     import pickle
     import subprocess
     import sys
 
-    nlp = spacy.load(tiny_pipeline_dir)
+    nlp = spacy.load(tiny_pipeline_dir) if origin == "loaded" else tiny_pipeline[0]
+    if origin != "loaded":
+        assert nlp._optimizer is not None and "learn_rate" in nlp._optimizer.schedules
     result = subprocess.run(
         [sys.executable, "-c", UNPICKLE, json.dumps(TEXTS)], input=pickle.dumps(nlp), capture_output=True
     )

@@ -149,6 +149,24 @@ def test_project_outputs(project):
 
 
 @pytest.mark.slow
+def test_cnn_preset_runs_through_the_project_with_one_variable(project):
+    """`--vars.config pos_ner_cnn`: the same steps train, score and package the
+    CNN preset beside the default, whose outputs stay as they were."""
+    default_model = (project / "training/pos_ner/model-best/ner/model").read_bytes()
+    command = [sys.executable, "-m", "spacy", "project", "run", "all", str(project)]
+    command += ["--vars.data_dir", str(project.parent / "data"), "--vars.gpu", "-1"]
+    command += ["--vars.config", "pos_ner_cnn", "--vars.name", "ner_pos_conll_cnn"]
+    run(command, env={**os.environ, "SPACY_CONFIG_OVERRIDES": TOY_SCHEDULE})
+    nlp = spacy.load(project / "training/pos_ner_cnn/model-best")
+    assert nlp.pipe_names == ["tok2vec", "tagger", "ner"]
+    metrics = json.loads((project / "metrics/pos_ner_cnn/test.json").read_text())
+    assert metrics["n_docs"] == 6 and set(metrics["entities"]["per_type"]) <= {"LOC", "ORG", "PER"}
+    wheels = list((project / "packages").glob("en_ner_pos_conll_cnn-*/dist/en_ner_pos_conll_cnn-*.whl"))
+    assert len(wheels) == 1, wheels
+    assert (project / "training/pos_ner/model-best/ner/model").read_bytes() == default_model
+
+
+@pytest.mark.slow
 def test_wheel_installs_and_loads_offline(project, tmp_path):
     """The model wheel holds no code: it requires spacy-pos-ner, whose own wheel
     is installed beside it (both --no-deps, nothing from the checkout)."""

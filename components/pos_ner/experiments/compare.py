@@ -75,14 +75,20 @@ def steps_per_epoch(config_path: Path, train_path: Path) -> int:
     return sum(1 for _ in batcher(docs))
 
 
+def has_transformer(config_path: Path) -> bool:
+    return "transformer" in load_config(config_path)["components"]
+
+
 def spacy_overrides(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict, transformer: str) -> Dict:
     """The shared budget as config overrides, then the system's own."""
     config = Path(system["config"])
     steps = steps_per_epoch(config, corpus["train"]) * definition["epochs"]
+    # A config without a transformer (the CNN preset) has no encoder to set.
+    encoder = {"components.transformer.model.name": transformer} if has_transformer(config) else {}
     return {
         "paths.train": str(corpus["train"]),
         "paths.dev": str(corpus["dev"]),
-        "components.transformer.model.name": transformer,
+        **encoder,
         "system.seed": seed,
         "training.max_epochs": definition["epochs"],
         "training.max_steps": 0,

@@ -1,0 +1,93 @@
+"""The efficiency preset (configs/pos_ner_cnn.cfg): spaCy's CNN tok2vec feeds
+the tagger and pos_ner, no transformer. It trains, predicts, keeps empty docs,
+survives disk, bytes and pickle round trips, and its tagger sees real vectors
+during training only because tok2vec is an annotating component."""
+
+import pickle
+
+import pytest
+import spacy
+from spacy.pipeline import Tagger
+from spacy.util import fix_random_seed, load_config, load_model_from_config
+
+from conftest import ROOT, make_examples, train
+
+CONFIG = ROOT / "configs" / "pos_ner_cnn.cfg"
+ANNOTATING = ["tok2vec", "tagger"]
+TEXTS = ["Anna Berg lives in Paris .", "", "United Bank opened an office in Oslo ."]
+
+
+def build():
+    fix_random_seed(0)
+    return load_model_from_config(load_config(CONFIG, interpolate=True), auto_fill=True, validate=True)
+
+
+def predictions(nlp, texts=TEXTS):
+    return [[(e.start, e.end, e.label_, round(e._.confidence, 5)) for e in doc.ents] for doc in nlp.pipe(texts)]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    nlp = build()
+    history = train(nlp, make_examples(nlp, n_docs=12), steps=30, annotates=ANNOTATING)
+    return nlp, history
+
+
+def test_the_preset_is_the_same_pipeline_without_a_transformer():
+    config = load_config(CONFIG)
+    assert config["nlp"]["pipeline"] == ["tok2vec", "tagger", "ner"]
+    assert config["components"]["ner"]["factory"] == "pos_ner"
+    assert config["training"]["annotating_components"] == ANNOTATING
+    default = load_config(ROOT / "configs" / "pos_ner.cfg")
+    # The same component settings, corpora and evaluation as the default.
+    assert {k: v for k, v in config["components"]["ner"]["model"].items() if k != "tok2vec"} == {
+        k: v for k, v in default["components"]["ner"]["model"].items() if k != "tok2vec"
+    }
+    assert config["corpora"]["dev"] == default["corpora"]["dev"]
+    assert config["training"]["score_weights"] == default["training"]["score_weights"]
+
+
+def test_trains_and_finds_entities(trained):
+    nlp, history = trained
+    assert history[-1] < 0.5 * history[0]
+    found = [ent for doc in nlp.pipe(TEXTS) for ent in doc.ents]
+    assert found and all(0.0 <= ent._.confidence <= 1.0 for ent in found)
+
+
+def test_empty_docs(trained):
+    nlp, _ = trained
+    docs = list(nlp.pipe(["", "Tom Reed works for Acme Corp .", ""]))
+    assert [len(doc) for doc in docs] == [0, 7, 0] and docs[0].ents == () and docs[2].ents == ()
+
+
+def test_round_trips(trained, tmp_path):
+    """Pickled as a loaded pipeline: right after `nlp.update`, spaCy's own
+    Tok2VecListener still holds the last batch's backprop closure, which no
+    CNN pipeline of spaCy's can pickle (README, "Choosing a preset")."""
+    nlp, _ = trained
+    expected = predictions(nlp)
+    assert any(expected)
+    nlp.to_disk(tmp_path / "model")
+    loaded = spacy.load(tmp_path / "model")
+    assert predictions(loaded) == expected
+    assert predictions(build().from_bytes(nlp.to_bytes())) == expected
+    assert predictions(pickle.loads(pickle.dumps(loaded))) == expected
+
+
+@pytest.mark.parametrize(("annotates", "tensors"), [(ANNOTATING, True), (["tagger"], False)])
+def test_tagger_sees_the_cnn_vectors_only_when_tok2vec_annotates(annotates, tensors, monkeypatch):
+    """The gotcha of the transformer pipeline, on the CNN: when the tagger
+    annotates during training its listener reads `doc.tensor`, which tok2vec
+    sets only as an annotating component; otherwise it gets zeros."""
+    seen = []
+    original = Tagger.predict
+
+    def spy(self, docs):
+        docs = list(docs)
+        seen.append([doc.tensor.size > 0 for doc in docs if len(doc)])
+        return original(self, docs)
+
+    monkeypatch.setattr(Tagger, "predict", spy)
+    nlp = build()
+    train(nlp, make_examples(nlp, n_docs=4), steps=2, annotates=annotates)
+    assert seen and all(all(batch) if tensors else not any(batch) for batch in seen)
