@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from pos_ner.cli import app
 from pos_ner.onnx import OnnxNer
-from pos_ner.onnx.export import check_config, find_pipes
 from pos_ner.windows import WORDPIECE_WINDOWS, window_bounds
 
 from conftest import ROOT, build_nlp, make_doc, make_docs, write_docbin
@@ -140,7 +139,24 @@ print(json.dumps([[[e.start, e.end, e.label_] for e in doc.ents] for doc in docs
     assert sum(ent in doc for doc, ref in zip(int8, fp32) for ent in ref) >= 0.5 * sum(map(len, fp32))
 
 
-def test_rejects_open_vocabulary_features(tiny_bert):
-    nlp = build_nlp(tiny_bert, features=["TAG", "SHAPE"])
-    with pytest.raises(ValueError, match="open-vocabulary"):
-        check_config(nlp, find_pipes(nlp))
+@pytest.mark.parametrize("features", [["TAG", "SHAPE"], ["IS_TITLE", "TAG", "IS_UPPER"], ["SHAPE"]])
+def test_hashed_features_match_pytorch(features, tiny_bert, tmp_path):
+    """Any MultiHashEmbed attributes: the predicted TAG's rows in the graph,
+    the others hashed by the runtime with thinc's hash, in the config's order."""
+    from pos_ner.onnx.export import export
+
+    from conftest import make_examples, train
+
+    nlp = build_nlp(tiny_bert, features=features, feature_width=16)
+    train(nlp, make_examples(nlp, n_docs=8), steps=6)
+    meta = export(nlp, tmp_path / "onnx")
+    assert meta["features"] == features and [f["attr"] for f in meta["hashed_features"]] == [
+        f for f in features if f != "TAG"
+    ]
+    onnx_ner = OnnxNer(tmp_path / "onnx")
+    texts = TEXTS[:4] + ["IBM and NASA hired ANNA in 2024 ."]
+    docs = [nlp.make_doc(text) for text in texts]
+    _, _, probs = onnx_ner.predict(docs)
+    expected = nlp.get_pipe("ner").predict(list(nlp.get_pipe("tagger").pipe(nlp.get_pipe("transformer").pipe(docs))))
+    for ours, theirs in zip(probs, expected):
+        numpy.testing.assert_allclose(ours, nlp.get_pipe("ner").model.ops.to_numpy(theirs), atol=1e-4)

@@ -273,17 +273,26 @@ def test_concat_per_doc_with_a_real_listener_that_is_not_the_last(tiny_bert, mon
     assert history[-1] < history[0]
 
 
+DEFINITIONS = ["compare", "screen", "presets"]
+
+
 def _compare_systems():
-    definition = srsly.read_yaml(ROOT / "configs" / "compare.yml")
-    return [(name, system) for name, system in definition["systems"].items() if "config" in system]
+    return [
+        (f"{definition}:{name}", system)
+        for definition in DEFINITIONS
+        for name, system in srsly.read_yaml(ROOT / "configs" / f"{definition}.yml")["systems"].items()
+        if "config" in system
+    ]
 
 
 @pytest.mark.parametrize(("name", "system"), _compare_systems(), ids=[name for name, _ in _compare_systems()])
 def test_every_compared_config_trains_on_the_tiny_model(tiny_bert, name, system):
-    """Each spaCy system of configs/compare.yml (pos_shape's SHAPE feature, no_pos,
-    configs/baseline_ner.cfg's built-in ner, ...) builds and learns in a few steps."""
+    """Each spaCy system of the comparison definitions (compare.yml, screen.yml,
+    presets.yml: SHAPE and case features, no_pos, the CNN preset, spaCy's
+    built-in ner, ...) builds and learns in a few steps."""
     config = load_config(ROOT / system["config"], interpolate=True)
-    config["components"]["transformer"]["model"]["name"] = str(tiny_bert)
+    if "transformer" in config["components"]:
+        config["components"]["transformer"]["model"]["name"] = str(tiny_bert)
     for path, value in system.get("overrides", {}).items():
         *sections, key = path.split(".")
         node = config

@@ -4,10 +4,13 @@ The graph takes the wordpiece windows (input_ids, attention_mask, and
 token_type_ids where the tokenizer makes them) plus, per spaCy token, the
 indices and weights of its wordpieces (spacy-transformers' reduce_mean
 alignment, built in Python by `pos_ner.onnx.runtime`). It runs the encoder,
-mean-pools the token vectors, predicts the POS tags, looks up the TAG feature
-embedding of each predicted tag in a table precomputed with the component's own
-MultiHashEmbed + Maxout + LayerNorm, and returns the NER probabilities.
-Tokenization and Viterbi decoding stay in Python (OnnxNer).
+mean-pools the token vectors, predicts the POS tags, embeds the token features
+(the component's MultiHashEmbed: hashed embedding tables, Maxout, LayerNorm)
+and returns the NER probabilities. The TAG feature comes from the predicted
+tags inside the graph; the hashed rows of the other attributes (SHAPE, IS_TITLE,
+...) are computed by the runtime from the spaCy tokens with thinc's own hash and
+passed in as `feature_rows`. Tokenization and Viterbi decoding stay in Python
+(OnnxNer).
 
 OUTPUT_DIR gets model.onnx (model.int8.onnx with --quantize), the Hugging Face
 tokenizer, the spaCy tokenizer and onnx_meta.json.
@@ -15,7 +18,7 @@ tokenizer, the spaCy tokenizer and onnx_meta.json.
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union, cast
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 import numpy
 import spacy
@@ -29,6 +32,7 @@ from spacy_transformers import Transformer
 from ..pipeline_component import PosNer
 from ..windows import STRIDED_SPANS, WORDPIECE_WINDOWS, encoder_max_length
 from . import META_FILE
+from .runtime import hash_rows
 
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -37,27 +41,59 @@ SPAN_GETTERS = (WORDPIECE_WINDOWS, STRIDED_SPANS)
 REDUCE_MEAN = "reduce_mean.v1"
 
 
+class FeatureEmbed(torch.nn.Module):
+    """spaCy's MultiHashEmbed at inference: per attribute, the sum of the
+    embedding rows its hash keys select; the attributes concatenated, then
+    Maxout and LayerNorm."""
+
+    def __init__(self, params: Dict[str, Any]):
+        super().__init__()
+        self.attrs = list(params["attrs"])
+        self.tables = torch.nn.ParameterList(torch.nn.Parameter(torch.from_numpy(E)) for E in params["tables"])
+        self.tag_rows = torch.nn.Parameter(torch.from_numpy(params["tag_rows"]), requires_grad=False)
+        self.W, self.b = (torch.nn.Parameter(torch.from_numpy(params[k])) for k in ("W", "b"))
+        self.G, self.shift = (torch.nn.Parameter(torch.from_numpy(params[k])) for k in ("G", "shift"))
+
+    def forward(self, tag_ids, feature_rows):
+        parts, column = [], 0
+        for attr, table in zip(self.attrs, self.tables):
+            if attr == "TAG":
+                rows = self.tag_rows[tag_ids]
+            else:
+                rows = feature_rows[:, column, :]
+                column += 1
+            parts.append(table[rows].sum(dim=1))
+        X = torch.cat(parts, dim=-1)
+        n_out, n_pieces, n_in = self.W.shape
+        Y = X @ self.W.reshape(n_out * n_pieces, n_in).T + self.b.reshape(n_out * n_pieces)
+        Z = Y.reshape(-1, n_out, n_pieces).max(dim=-1).values
+        mean = Z.mean(dim=-1, keepdim=True)
+        var = ((Z - mean) ** 2).mean(dim=-1, keepdim=True) + 1e-08
+        return (Z - mean) * torch.rsqrt(var) * self.G + self.shift
+
+
 class NerGraph(torch.nn.Module):
     """Encoder → mean-pooled token vectors → tagger logits → argmax tag →
-    TAG embedding (a table lookup) → NER softmax."""
+    feature embedding (predicted TAG and the runtime's hashed attributes) →
+    NER softmax."""
 
-    def __init__(self, encoder, tagger: Tuple, ner: Tuple, tag_table: Optional[numpy.ndarray]):
+    def __init__(self, encoder, tagger: Tuple, ner: Tuple, features: Optional[Dict[str, Any]]):
         super().__init__()
         self.encoder = encoder
         self.tag_W, self.tag_b = (torch.nn.Parameter(torch.from_numpy(x)) for x in tagger)
         self.ner_W, self.ner_b = (torch.nn.Parameter(torch.from_numpy(x)) for x in ner[:2])
         self.temperature = ner[2]
-        self.tag_table = None if tag_table is None else torch.nn.Parameter(torch.from_numpy(tag_table))
+        self.features = None if features is None else FeatureEmbed(features)
 
-    def forward(self, input_ids, attention_mask, pool_index, pool_weight, token_type_ids=None):
+    def forward(self, input_ids, attention_mask, pool_index, pool_weight, token_type_ids=None, feature_rows=None):
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         flat = hidden.reshape(-1, hidden.shape[-1])
         vectors = (flat[pool_index] * pool_weight.unsqueeze(-1)).sum(dim=1)
         tag_scores = vectors @ self.tag_W.T + self.tag_b
         tag_ids = tag_scores.argmax(dim=-1)
-        if self.tag_table is not None:
-            vectors = torch.cat([vectors, self.tag_table[tag_ids]], dim=-1)
+        if self.features is not None:
+            vectors = torch.cat([vectors, self.features(tag_ids, feature_rows)], dim=-1)
         ner_probs = torch.softmax((vectors @ self.ner_W.T + self.ner_b) / self.temperature, dim=-1)
         return tag_ids, tag_scores, ner_probs
 
@@ -89,12 +125,6 @@ def check_config(nlp: Language, names: Dict[str, str]) -> List[str]:
         require(tok2vec["pooling"].get("@layers") == REDUCE_MEAN, f"{name!r} pooling must be {REDUCE_MEAN}")
     ner_model = components[names["ner"]]["model"]
     features = list(ner_model["features"]) if ner_model["feature_width"] > 0 else []
-    require(
-        set(features) <= {"TAG"},
-        f"only the TAG feature (a closed set: the tagger's labels) can be "
-        f'precomputed; {features} contains open-vocabulary attributes. Use features = ["TAG"] or []',
-    )
-    require(isinstance(nlp.tokenizer, Tokenizer), "the pipeline must use spaCy's rule-based tokenizer")
     return features
 
 
@@ -103,24 +133,60 @@ def softmax_params(layer) -> Tuple[numpy.ndarray, numpy.ndarray]:
     return W, b
 
 
-def tag_table(nlp: Language, ner, tag_labels: List[str]) -> numpy.ndarray:
-    """The feature embedding the ner model computes for a token tagged with
-    each tagger label, one row per label."""
+def feature_params(nlp: Language, ner, features: List[str], tag_labels: List[str]) -> Dict[str, Any]:
+    """The weights of the ner model's feature embedding (MultiHashEmbed), the
+    hashed rows of each tagger label, and per non-TAG attribute the seed and
+    table size the runtime hashes with."""
     embed = ner.model.get_ref("features")
-    doc = Doc(nlp.vocab, words=[f"w{i}" for i in range(len(tag_labels))], tags=tag_labels)
-    return numpy.ascontiguousarray(embed.ops.to_numpy(embed.predict([doc])[0]), dtype="float32")
+    hash_embeds = sorted((n for n in embed.walk() if n.name == "hashembed"), key=lambda n: n.attrs["column"])
+    maxouts = [n for n in embed.walk() if n.name == "maxout"]
+    norms = [n for n in embed.walk() if n.name == "layernorm"]
+    require(
+        len(hash_embeds) == len(features) and len(maxouts) == 1 and len(norms) == 1,
+        f"the feature embedding is not spaCy's MultiHashEmbed without static vectors ({embed.name})",
+    )
+    to_numpy = embed.ops.to_numpy
+
+    def param(node, name):
+        return numpy.ascontiguousarray(to_numpy(node.get_param(name)), dtype="float32")
+
+    tag_index = features.index("TAG") if "TAG" in features else None
+    tag_keys = numpy.asarray([nlp.vocab.strings[label] for label in tag_labels], dtype="uint64")
+    tag_rows = numpy.zeros((len(tag_labels), 4), dtype="int64")
+    if tag_index is not None:
+        node = hash_embeds[tag_index]
+        tag_rows = hash_rows(tag_keys, node.attrs["seed"], node.get_dim("nV"))
+    return {
+        "attrs": features,
+        "tables": [param(node, "E") for node in hash_embeds],
+        "tag_rows": tag_rows,
+        "W": param(maxouts[0], "W"),
+        "b": param(maxouts[0], "b"),
+        "G": param(norms[0], "G"),
+        "shift": param(norms[0], "b"),
+        "hashed": [
+            {"attr": attr, "seed": node.attrs["seed"], "rows": node.get_dim("nV")}
+            for attr, node in zip(features, hash_embeds)
+            if attr != "TAG"
+        ],
+    }
 
 
-def sample_inputs(vocab_size: int, token_types: bool) -> Tuple:
-    """Example inputs for tracing; every dynamic axis has a distinct size > 1."""
+FORWARD_INPUTS = ("input_ids", "attention_mask", "pool_index", "pool_weight", "token_type_ids", "feature_rows")
+
+
+def sample_inputs(vocab_size: int, token_types: bool, n_hashed: int) -> Tuple:
+    """Example inputs for tracing, in NerGraph.forward's order (None for an
+    input the graph does without); every dynamic axis has a distinct size > 1."""
     windows, length, tokens, pieces = 2, 9, 5, 3
     input_ids = torch.randint(0, vocab_size, (windows, length))
     mask = torch.ones(windows, length, dtype=torch.int64)
     mask[1, 6:] = 0
     pool_index = torch.randint(0, windows * length, (tokens, pieces))
     pool_weight = torch.full((tokens, pieces), 1.0 / pieces)
-    args = (input_ids, mask, pool_index, pool_weight)
-    return args + (torch.zeros_like(input_ids),) if token_types else args
+    token_type_ids = torch.zeros_like(input_ids) if token_types else None
+    feature_rows = torch.randint(0, 2, (tokens, n_hashed, 4)) if n_hashed else None
+    return input_ids, mask, pool_index, pool_weight, token_type_ids, feature_rows
 
 
 def export(
@@ -143,33 +209,34 @@ def export(
     tokenizer, encoder = trf.model.tokenizer, trf.model.transformer  # type: ignore[attr-defined]
     require(tokenizer.is_fast, "the Hugging Face tokenizer must be a fast tokenizer (offset mapping)")
     tag_labels = list(tagger.labels)
-    table = tag_table(nlp, ner, tag_labels) if features else None
+    params = feature_params(nlp, ner, features, tag_labels) if features else None
+    hashed = params["hashed"] if params else []
     ner_layer = ner.model.get_ref("output_layer")
     graph = NerGraph(
         encoder.cpu().eval(),
         softmax_params(tagger.model.get_ref("output_layer")),
         (*softmax_params(ner_layer), float(ner_layer.attrs["softmax_temperature"])),
-        table,
+        params,
     ).eval()
     token_types = "token_type_ids" in tokenizer.model_input_names
-    input_names = ["input_ids", "attention_mask", "pool_index", "pool_weight"] + (
-        ["token_type_ids"] if token_types else []
-    )
+    args = sample_inputs(encoder.config.vocab_size, token_types, len(hashed))
+    input_names = [name for name, value in zip(FORWARD_INPUTS, args) if value is not None]
     windows, wordpieces = torch.export.Dim("windows"), torch.export.Dim("wordpieces")
     tokens, pieces = torch.export.Dim("tokens"), torch.export.Dim("pieces")
     axes = {
         **{name: {0: windows, 1: wordpieces} for name in ("input_ids", "attention_mask", "token_type_ids")},
         **{name: {0: tokens, 1: pieces} for name in ("pool_index", "pool_weight")},
+        "feature_rows": {0: tokens},
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
             graph,
-            sample_inputs(encoder.config.vocab_size, token_types),
+            args,
             str(output_dir / MODEL_FILE),
             input_names=input_names,
             output_names=["tag_ids", "tag_scores", "ner_probs"],
-            dynamic_shapes=tuple(axes[name] for name in input_names),
+            dynamic_shapes=tuple(axes[name] if value is not None else None for name, value in zip(FORWARD_INPUTS, args)),
             opset_version=opset,
             dynamo=True,
             external_data=False,
@@ -192,6 +259,8 @@ def export(
         "ner_tags": ner.tag_names,
         "tagger_labels": tag_labels,
         "features": features,
+        # Per attribute other than TAG, in feature_rows' order: thinc's hash seed and table size.
+        "hashed_features": hashed,
         "span_getter": spans["@span_getters"],
         "window": spans["window"],
         "stride": spans["stride"],

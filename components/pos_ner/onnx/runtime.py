@@ -22,11 +22,20 @@ import spacy
 from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc
 from spacy.vocab import create_vocab
+from thinc.api import NumpyOps
 
 from ..decoding import tag_names
 from ..pipeline_component import install_extensions, set_entities
 from ..windows import WORDPIECE_WINDOWS, window_bounds, wordpiece_counts
 from . import META_FILE
+
+
+def hash_rows(keys: numpy.ndarray, seed: int, n_rows: int) -> numpy.ndarray:
+    """The embedding rows thinc's HashEmbed picks for the attribute values
+    `keys` (4 per value): the same hash, seed and modulo (used by the export for
+    the tagger's labels and here for the other attributes)."""
+    hashed = NumpyOps().hash(numpy.ascontiguousarray(keys, dtype="uint64"), seed)
+    return numpy.asarray(hashed % n_rows, dtype="int64")
 
 
 class OnnxNer:
@@ -136,9 +145,21 @@ class OnnxNer:
             if token_pieces:  # tokens without wordpieces (whitespace) pool to zeros, as in thinc
                 pool_index[i, : len(token_pieces)] = sorted(token_pieces)
                 pool_weight[i, : len(token_pieces)] = 1.0 / len(token_pieces)
-        names = [name for name in self.meta["inputs"] if not name.startswith("pool_")]
+        names = [name for name in self.meta["inputs"] if name in encoding]
         feed = {name: encoding[name][:, :width].astype("int64") for name in names}
-        return {**feed, "pool_index": pool_index, "pool_weight": pool_weight}
+        feed.update(pool_index=pool_index, pool_weight=pool_weight)
+        if "feature_rows" in self.meta["inputs"]:
+            feed["feature_rows"] = self.feature_rows(docs)
+        return feed
+
+    def feature_rows(self, docs: Sequence[Doc]) -> numpy.ndarray:
+        """Per token and hashed attribute (meta["hashed_features"]), the 4
+        embedding rows the component's MultiHashEmbed would look up."""
+        hashed = self.meta["hashed_features"]
+        attrs = [f["attr"] for f in hashed]
+        keys = numpy.concatenate([doc.to_array(attrs).reshape(len(doc), len(attrs)) for doc in docs])
+        columns = [hash_rows(keys[:, i], f["seed"], f["rows"]) for i, f in enumerate(hashed)]
+        return numpy.stack(columns, axis=1)
 
 
 def entity_set(docs: List[Doc]) -> set:
