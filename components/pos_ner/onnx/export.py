@@ -26,7 +26,6 @@ import torch
 from spacy.language import Language
 from spacy.pipeline import Tagger
 from spacy.tokenizer import Tokenizer
-from spacy.tokens import Doc
 from spacy_transformers import Transformer
 
 from ..pipeline_component import PosNer
@@ -228,6 +227,7 @@ def export(
         **{name: {0: tokens, 1: pieces} for name in ("pool_index", "pool_weight")},
         "feature_rows": {0: tokens},
     }
+    shapes = tuple(axes[name] if value is not None else None for name, value in zip(FORWARD_INPUTS, args))
     output_dir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
@@ -236,7 +236,7 @@ def export(
             str(output_dir / MODEL_FILE),
             input_names=input_names,
             output_names=["tag_ids", "tag_scores", "ner_probs"],
-            dynamic_shapes=tuple(axes[name] if value is not None else None for name, value in zip(FORWARD_INPUTS, args)),
+            dynamic_shapes=shapes,
             opset_version=opset,
             dynamo=True,
             external_data=False,
