@@ -60,7 +60,7 @@ def test_export_writes_model_and_meta(onnx_dir, nlp):
     assert meta["ner_tags"] == nlp.get_pipe("ner").tag_names
     assert meta["tagger_labels"] == list(nlp.get_pipe("tagger").labels)
     assert (meta["span_getter"], meta["window"], meta["stride"]) == (WORDPIECE_WINDOWS, 160, 120)
-    assert meta["features"] == ["TAG"] and meta["max_length"] == 256  # the tiny BERT's position embeddings
+    assert meta["features"] == ["TAG", "SHAPE"] and meta["max_length"] == 256  # the tiny BERT's position embeddings
     assert all((onnx_dir / name).is_file() for name in meta["models"].values())
     assert set(meta["models"]) == {"fp32", "int8"}
 

@@ -13,7 +13,7 @@ from .layers import concat_per_doc
 DEFAULT_MODEL_CONFIG = """
 [model]
 @architectures = "pos_ner.PosNerModel.v1"
-features = ["TAG"]
+features = ["TAG","SHAPE"]
 feature_width = 64
 feature_rows = 200
 
