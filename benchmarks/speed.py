@@ -22,6 +22,10 @@ the pipeline's own wordpiece vocab): a spaCy pipeline is built from
 configs/pos_ner.cfg, initialised on a few documents, saved and exported to ONNX
 in a temporary folder. Speed only; its predictions are meaningless.
 
+--pipelines NAME=PATH,... measures several spaCy pipelines side by side instead
+(e.g. the accuracy and efficiency presets): the spacy-torch measurement of each,
+in its own process, plus its size on disk.
+
 The output JSON holds counts and timings only, no text.
 """
 
@@ -362,6 +366,11 @@ def parse_args(argv=None):
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     p.add_argument("--random-bert-base", action="store_true", help="also benchmark a random bert-base-shaped encoder")
     p.add_argument(
+        "--pipelines",
+        default="",
+        help="NAME=PATH,...: compare these spaCy pipelines (spacy-torch, size on disk) instead of the systems",
+    )
+    p.add_argument(
         "--bert-base-limit-docs",
         type=int,
         default=None,
@@ -375,10 +384,45 @@ def parse_args(argv=None):
     p.add_argument("--child-output", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.systems = [s for s in args.systems.split(",") if s]
+    try:
+        args.pipelines = dict(item.split("=", 1) for item in args.pipelines.split(",") if item)
+    except ValueError:
+        p.error("--pipelines takes NAME=PATH,NAME=PATH")
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
         p.error(f"unknown systems: {sorted(unknown)}")
     return args
+
+
+def folder_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+
+
+def compare_pipelines(args) -> Dict:
+    """--pipelines: each pipeline's spacy-torch speed and memory, and its size on disk."""
+    missing = [f"{name}={path}" for name, path in args.pipelines.items() if not Path(path).is_dir()]
+    if missing:
+        sys.exit(f"speed.py: not found: {'; '.join(missing)}: train them first")
+    wall = time.perf_counter()
+    results = {}
+    for name, path in args.pipelines.items():
+        print(f"[speed] {name} ...", file=sys.stderr, flush=True)
+        results[name] = {**run_child("spacy-torch", args, path, "", "", args.limit_docs), "disk_mib": folder_mib(path)}
+    table = format_table("pipelines", results)
+    table += "\n" + "\n".join(f"{name}: {r['disk_mib']:.1f} MiB on disk" for name, r in results.items())
+    print(table, flush=True)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "data": display_path(args.data),
+        "argv": sys.argv[1:],
+        "repeats": args.repeats,
+        "pipelines": {name: {"model": display_path(path), **results[name]} for name, path in args.pipelines.items()},
+        "wall_seconds": time.perf_counter() - wall,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2), encoding="utf8")
+    print(f"wrote {args.output} ({report['wall_seconds']:.0f} s)")
+    return report
 
 
 def main(argv=None) -> Dict:
@@ -387,6 +431,8 @@ def main(argv=None) -> Dict:
         result = measure(args.system, args)
         Path(args.child_output).write_text(json.dumps(result), encoding="utf8")
         return result
+    if args.pipelines:
+        return compare_pipelines(args)
     missing = [
         f"{path} ({step})"
         for path, step in [

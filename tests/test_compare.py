@@ -226,6 +226,29 @@ def test_finished_runs_are_not_trained_again(comparison):
 
 
 @pytest.mark.slow
+def test_report_only_tabulates_finished_runs_and_trains_nothing(comparison, tmp_path):
+    folder, args, _ = comparison
+    logs = {p: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/train.log")}
+    output = tmp_path / "report.json"
+    args = [*args[: args.index("--output")], "--output", str(output), *args[args.index("--output") + 2 :]]
+    result = invoke([*args, "--seed", "1", "--report-only"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(output.read_text())
+    assert [(r["system"], r["seed"]) for r in report["runs"]] == [("pos_ner", 1)] and report["not_run"] == []
+    assert {p: p.stat().st_mtime_ns for p in logs} == logs
+    (folder / "runs" / "pos_ner-seed1" / "result.json").rename(tmp_path / "kept.json")
+    try:
+        result = invoke([*args, "--report-only"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(output.read_text())
+        assert report["not_run"] == [{"system": "pos_ner", "seed": 1}] and len(report["runs"]) == 4
+        assert "not run yet (1): pos_ner-seed1" in result.output
+    finally:
+        (tmp_path / "kept.json").rename(folder / "runs" / "pos_ner-seed1" / "result.json")
+    assert {p: p.stat().st_mtime_ns for p in logs} == logs
+
+
+@pytest.mark.slow
 def test_a_failing_run_is_reported_and_the_others_go_ahead(tmp_path, tiny_bert, corpora):
     definition = tmp_path / "compare.yml"
     definition.write_text(

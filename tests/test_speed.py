@@ -62,3 +62,36 @@ def test_missing_export_names_the_step_to_run(tiny_pipeline_dir, tmp_path):
         f"{tmp_path / 'dev.spacy'} (spacy project run convert): run the step named first"
     ]
     assert not (tmp_path / "speed.json").exists()
+
+
+@pytest.mark.slow
+def test_pipelines_side_by_side(tiny_pipeline_dir, tmp_path):
+    """--pipelines: the presets' comparison: each pipeline measured in its own
+    process, with its size on disk; a missing one is named before any work."""
+    import spacy
+    from spacy.util import load_config, load_model_from_config
+
+    from conftest import make_examples
+
+    cnn = tmp_path / "cnn"
+    nlp = load_model_from_config(load_config(ROOT / "configs" / "pos_ner_cnn.cfg", interpolate=True), auto_fill=True)
+    nlp.initialize(lambda: make_examples(nlp, n_docs=4))
+    nlp.to_disk(cnn)
+    assert spacy.load(cnn).pipe_names == ["tok2vec", "tagger", "ner"]
+    data = write_docbin(tmp_path / "dev.spacy", make_docs(4, seed=5))
+    command = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--data", str(data), "--repeats", "1"]
+    command += ["--n-sentences", "3", "--output", str(tmp_path / "presets.json")]
+    result = subprocess.run(
+        [*command, "--pipelines", f"trf={tiny_pipeline_dir},cnn={cnn}"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "presets.json").read_text())["pipelines"]
+    assert list(report) == ["trf", "cnn"]
+    for r in report.values():
+        assert r["words_per_second"] > 0 and r["latency_ms_p50"] > 0 and r["disk_mib"] > 0
+    assert "cnn" in result.stdout and "MiB on disk" in result.stdout
+    missing = subprocess.run([*command, "--pipelines", f"x={tmp_path / 'none'}"], capture_output=True, text=True)
+    assert (
+        missing.returncode == 1
+        and missing.stderr.strip() == f"speed.py: not found: x={tmp_path / 'none'}: train them first"
+    )

@@ -21,6 +21,9 @@ def compare_cli(
     gpu: str = typer.Option("auto", "--gpu"),
     only: Optional[List[str]] = typer.Option(None, "--only", help="Run only these systems (repeatable)"),
     seeds: Optional[List[int]] = typer.Option(None, "--seed", help="Run only these seeds (repeatable)"),
+    report_only: bool = typer.Option(
+        False, "--report-only", help="Train nothing: tabulate the finished runs and list the others"
+    ),
 ) -> None:
     """Train, score and tabulate every system of DEFINITION_PATH; resumable.
     OUTPUT and its .md table are checked against the inputs before any
@@ -35,10 +38,15 @@ def compare_cli(
     ]
     check_outputs([output, table], [definition_path, *corpora, corpus_dir, sentences_dir])
     try:
-        report = compare(definition_path, transformer, corpus_dir, sentences_dir, workdir, output, gpu, only, seeds)
+        report = compare(
+            definition_path, transformer, corpus_dir, sentences_dir, workdir, output, gpu, only, seeds, report_only
+        )
     except DefinitionError as error:
         fail(str(error))
     typer.echo(report["markdown"])
+    if report["not_run"]:
+        names = ", ".join(f"{r['system']}-seed{r['seed']}" for r in report["not_run"])
+        typer.echo(f"not run yet ({len(report['not_run'])}): {names}")
     if report["failed"]:
         names = ", ".join(f"{f['system']}-seed{f['seed']}" for f in report["failed"])
         fail(f"{len(report['failed'])} run(s) failed: {names}")

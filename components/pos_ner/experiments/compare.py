@@ -255,9 +255,12 @@ def compare(
     gpu: str = "auto",
     only: Optional[List[str]] = None,
     seeds: Optional[List[int]] = None,
+    report_only: bool = False,
 ) -> Dict:
     """Run (or resume) every planned run, then write `output` (JSON) and its .md
-    table; returns the report, whose "failed" lists the runs that failed."""
+    table; returns the report, whose "failed" lists the runs that failed. With
+    `report_only`, nothing is trained: the finished runs are tabulated and the
+    others listed under "not_run"."""
     definition = load_definition(definition_path)
     corpora = {
         kind: {split: (folder / f"{split}.spacy").resolve() for split in ("train", "dev", "test")}
@@ -268,8 +271,11 @@ def compare(
     missing = [str(path) for kind in corpora if kind in needed for path in corpora[kind].values() if not path.exists()]
     if missing:
         raise DefinitionError(f"{', '.join(missing)} do(es) not exist (run the convert steps first)")
-    results, failures = [], []
+    results, failures, not_run = [], [], []
     for run in planned:
+        if report_only and not (workdir.resolve() / f"{run['system']}-seed{run['seed']}" / "result.json").exists():
+            not_run.append(run)
+            continue
         try:
             results.append(run_one(run, definition, corpora, transformer, gpu, workdir.resolve()))
         except RunFailed as error:  # the other runs still go ahead; the caller's exit status says so
@@ -289,6 +295,7 @@ def compare(
         },
         "runs": results,
         "failed": failures,
+        "not_run": not_run,
         "systems": rows,
     }
     write_text(output, json.dumps(report, indent=2))
