@@ -129,7 +129,7 @@ FLOORS = [
     ["cli"],
     ["serving", "experiments", "onnx"],
     ["pipeline_component", "architectures", "span_getters", "corpus"],
-    ["io", "evaluation", "decoding", "layers", "windows"],
+    ["io", "evaluation", "decoding", "layers", "windows", "schedules"],
 ]
 
 

@@ -1,5 +1,5 @@
-"""spaCy's own CLI on the project's configs and on a trained pipeline, with no
-`--code` and from a folder outside the checkout: each command's output is
+"""spaCy's own CLI on the project's configs and on a trained pipeline, without
+a code file and from a folder outside the checkout: each command's output is
 checked, not only its exit status. Plus the two config rules that keep those
 tools working: the schedule's length is written out (spaCy's debug tools do
 not interpolate it) and `pos-ner train` keeps it equal to an overridden
