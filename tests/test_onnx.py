@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from pos_ner.cli import app
 from pos_ner.onnx import OnnxNer
+from pos_ner.onnx.export import check_config, find_pipes
 from pos_ner.windows import WORDPIECE_WINDOWS, window_bounds
 
 from conftest import ROOT, build_nlp, make_doc, make_docs, write_docbin
@@ -160,3 +161,12 @@ def test_hashed_features_match_pytorch(features, tiny_bert, tmp_path):
     expected = nlp.get_pipe("ner").predict(list(nlp.get_pipe("tagger").pipe(nlp.get_pipe("transformer").pipe(docs))))
     for ours, theirs in zip(probs, expected):
         numpy.testing.assert_allclose(ours, nlp.get_pipe("ner").model.ops.to_numpy(theirs), atol=1e-4)
+
+
+def test_export_needs_spacys_rule_based_tokenizer(tiny_bert):
+    """The runtime rebuilds Docs with the saved spaCy Tokenizer; any other tokenizer is refused."""
+    nlp = build_nlp(tiny_bert)
+    assert check_config(nlp, find_pipes(nlp)) == ["TAG", "SHAPE"]
+    nlp.tokenizer = lambda text: Doc(nlp.vocab, words=text.split())
+    with pytest.raises(ValueError, match="rule-based tokenizer"):
+        check_config(nlp, find_pipes(nlp))
