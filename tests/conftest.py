@@ -3,8 +3,15 @@
 Tests marked `slow` (training subprocesses, fresh virtualenvs, whole project
 runs) run only with `--slow`, as in spaCy's own test suite."""
 
+import os
 import random
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Dict, Iterator, Optional
 
 import pytest
 from spacy.tokens import Doc, DocBin
@@ -181,3 +188,42 @@ def tiny_pipeline_dir(tiny_pipeline, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny_pipeline") / "model"
     tiny_pipeline[0].to_disk(path)
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_process(model: Path, log_path: Path, env: Optional[Dict[str, str]] = None) -> Iterator[str]:
+    """`pos-ner serve MODEL` in a subprocess on a free loopback port (NER_* settings
+    from `env`), output to `log_path`; its base URL once /health answers."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "pos_ner", "serve", str(model)]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, env={**os.environ, **(env or {}), "NER_PORT": str(port)}, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the server did not start in 120 s"
+            try:
+                httpx.get(f"{url}/health", timeout=1, trust_env=False)
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)

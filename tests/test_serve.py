@@ -2,7 +2,6 @@
 Failures, slow clients and scheduling: test_serve_faults.py; the schema fuzzer: test_serve_fuzz.py."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pos_ner.io.records import doc_to_entities
 from pos_ner.serving import create_app
 
-from conftest import ROOT
+from conftest import ROOT, serve_process
 
 TEXTS = ["Anna Berg lives in Paris .", "Globex opened an office in Lima .", ""]
 
@@ -176,12 +175,6 @@ def test_max_chars_within_max_length(nlp):
         create_app(nlp, max_chars=nlp.max_length + 1)
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_log(tmp_path_factory):
     return tmp_path_factory.mktemp("server") / "server.log"
@@ -191,37 +184,9 @@ def server_log(tmp_path_factory):
 def server(tiny_pipeline_dir, server_log):
     """`pos-ner serve` in a subprocess on a free loopback port, some limits set
     through the environment; its base URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "NER_PORT": str(port),
-        "NER_MAX_TEXTS": "2",
-        "NER_MAX_REQUEST_TOKENS": "40",
-        "NER_BODY_TIMEOUT": "1",
-        "NER_MAX_CONNECTIONS": "16",
-    }
-    command = [sys.executable, "-m", "pos_ner", "serve", str(tiny_pipeline_dir)]
-    with server_log.open("wb") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, server_log.read_text()
-            assert time.monotonic() < deadline, "the server did not start in 120 s"
-            try:
-                httpx.get(f"{url}/health", timeout=1, trust_env=False)
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
+    env = {"NER_MAX_TEXTS": "2", "NER_MAX_REQUEST_TOKENS": "40", "NER_BODY_TIMEOUT": "1", "NER_MAX_CONNECTIONS": "16"}
+    with serve_process(tiny_pipeline_dir, server_log, env) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
 def test_real_server(server, nlp):

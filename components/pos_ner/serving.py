@@ -3,7 +3,10 @@
 POST /ner with {"text": "..."} or {"texts": ["...", ...]} returns
 {"results": [{"entities": [...]}, ...]}, entities as `pos-ner predict` writes
 them. GET /health names the model (never the path it was loaded from); GET
-/metrics is for Prometheus. The request and response bodies are pydantic
+/metrics is for Prometheus. GET / is a page to try the model (`pos_ner/page`:
+it calls POST /ner and marks the entities up with displaCy's entity template
+and colours; everything it loads comes from this app, and its Content Security
+Policy allows no inline or foreign script). The request and response bodies are pydantic
 models, so /openapi.json describes what the service really accepts.
 
 Every error, client or server, has one shape:
@@ -62,6 +65,7 @@ import uuid
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import (
     Annotated,
     Any,
@@ -78,7 +82,7 @@ from typing import (
 )
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from spacy.language import Language
@@ -87,7 +91,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .io.records import doc_to_entities, json_type
 
-ENDPOINTS = ("/ner", "/health", "/metrics")
+PAGE_DIR = Path(__file__).parent / "page"
+# The page's own files, by path: (file in PAGE_DIR, media type).
+PAGE_ASSETS = {
+    "/page.js": ("page.js", "text/javascript; charset=utf-8"),
+    "/page.css": ("page.css", "text/css; charset=utf-8"),
+}
+PAGE_HEADERS = {
+    # Scripts only from this app's own files (no inline script, no CDN): text that escaped
+    # escaping still could not run. displaCy's markup styles its elements inline.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# displaCy's colours have no CoNLL-2003 names: PER takes PERSON's, MISC (mostly
+# nationalities, events and works) NORP's.
+LABEL_COLOR_ALIASES = {"PER": "PERSON", "MISC": "NORP"}
+ENDPOINTS = ("/", "/ner", "/health", "/metrics", *PAGE_ASSETS)
 logger = logging.getLogger(__name__)
 # A client's X-Request-ID is kept if it looks like an id (it ends up in logs), else replaced.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -431,6 +454,41 @@ ERROR_RESPONSES: Dict[int, str] = {
 REQUEST_ID_HEADER = {"X-Request-ID": {"description": "The request's id", "schema": {"type": "string"}}}
 
 
+def entity_labels(nlp: Language) -> List[str]:
+    """The labels of the components that set `doc.ents`, in their order."""
+    labels: List[str] = []
+    for name, component in nlp.pipeline:
+        if "doc.ents" in nlp.get_pipe_meta(name).assigns:
+            labels.extend(label for label in getattr(component, "labels", ()) if label not in labels)
+    return labels
+
+
+def page_html(nlp: Language, health: Dict[str, Any], max_chars: int) -> str:
+    """GET /'s page: pos_ner/page/index.html with its settings in a JSON data
+    block. The data block holds displaCy's entity templates and colours, so the
+    page marks entities up exactly as `displacy.render(doc, style="ent")` does."""
+    from spacy.displacy.render import DEFAULT_LABEL_COLORS
+    from spacy.displacy.templates import TPL_ENT, TPL_ENTS
+
+    labels = entity_labels(nlp)
+    colors = dict(DEFAULT_LABEL_COLORS)
+    for label, alias in LABEL_COLOR_ALIASES.items():
+        colors.setdefault(label, DEFAULT_LABEL_COLORS[alias])
+    settings = {
+        "model": health["model"],
+        "version": health["version"],
+        "pipeline": health["pipeline"],
+        "labels": labels,
+        "colors": colors,
+        "default_color": "#ddd",  # displaCy's background for labels without a colour
+        "templates": {"ent": TPL_ENT.strip(), "ents": TPL_ENTS.strip()},
+        "max_chars": max_chars,
+    }
+    # Inside <script>, "</script>" or "<!--" in a value would end the block: < > & as \u escapes.
+    data = json.dumps(settings).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return (PAGE_DIR / "index.html").read_text(encoding="utf-8").replace("<!--CONFIG-->", data)
+
+
 def create_app(
     nlp: Language,
     model_name: Optional[str] = None,
@@ -552,6 +610,23 @@ def create_app(
             message = f"'{field}' has at least {words} tokens, more than the limit of {max_request_tokens} per request"
             raise ApiError(413, "too_many_tokens", field, message)
         return {"results": await asyncio.wrap_future(worker.submit(annotate(texts, field)))}
+
+    page = page_html(nlp, health_body, max_chars)
+    assets = {path: ((PAGE_DIR / name).read_bytes(), media) for path, (name, media) in PAGE_ASSETS.items()}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> Response:
+        """The page to try the model."""
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    def asset_route(content: bytes, media: str) -> Any:
+        async def asset() -> Response:
+            return Response(content, media_type=media, headers=PAGE_HEADERS)
+
+        return asset
+
+    for path, (content, media) in assets.items():
+        app.add_api_route(path, asset_route(content, media), methods=["GET"], include_in_schema=False)
 
     @app.get("/health", response_model=HealthResponse, responses={200: {"headers": REQUEST_ID_HEADER}})
     async def health() -> Dict[str, Any]:

@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (each module registers its command on `app`)
     evaluate,
     export_onnx,
     grid,
+    model_card,
     onnx_parity,
     predict,
     serve,

@@ -37,6 +37,9 @@ def evaluate_cli(
     training_log: Optional[Path] = typer.Option(
         None, "--training-log", dir_okay=False, help="JSONL log of the training (for training.png)"
     ),
+    case_variants: bool = typer.Option(
+        True, help="Also score the data lowercased and uppercased (case_variants; two more passes)"
+    ),
 ) -> None:
     """Evaluate MODEL on DATA_PATH and write seqeval metrics to OUTPUT_PATH.
 
@@ -68,7 +71,7 @@ def evaluate_cli(
             fail(f"{training_log}: no training records (expected spaCy's JSONL log, [training.logger] output_file)")
     nlp = load_pipeline(model)
     gold_docs = read_docbin(data_path, nlp.vocab)
-    metrics, predicted = evaluate(nlp, gold_docs, batch_size=batch_size)
+    metrics, predicted = evaluate(nlp, gold_docs, batch_size=batch_size, case_variants=case_variants)
     metrics.update({"model": model, "data": str(data_path)})
     write_text(output_path, json.dumps(finite(metrics), indent=2, allow_nan=False))
     typer.echo(format_table(metrics))

@@ -82,8 +82,50 @@ def entity_errors(gold: Doc, pred: Doc) -> List[EntityError]:
     return errors
 
 
-def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Tuple[Dict, List[Doc]]:
-    """The metrics, and the predicted docs (aligned with `gold_docs`)."""
+def error_groups(gold_docs: List[Doc], predicted: List[Doc]) -> List[Tuple[str, List[Tuple[Doc, Doc, List[Span]]]]]:
+    """Entity errors grouped by kind and labels ("wrong type: LOC → ORG"), most frequent first,
+    each with (gold doc, predicted doc, its spans) per occurrence."""
+    groups: Dict[str, List[Tuple[Doc, Doc, List[Span]]]] = {}
+    for gold, pred in zip(gold_docs, predicted):
+        for kind, *spans in entity_errors(gold, pred):
+            spans = [span for span in spans if span is not None]
+            key = f"{kind.replace('_', ' ')}: {' → '.join(span.label_ for span in spans)}"
+            groups.setdefault(key, []).append((gold, pred, spans))
+    return sorted(groups.items(), key=lambda item: -len(item[1]))
+
+
+# The same corpus with its text's case changed (gold tokens and entities kept):
+# how much of the score rests on the case of the words.
+CASE_VARIANTS = {"lowercase": str.lower, "uppercase": str.upper}
+
+
+def recased(vocab, gold_docs: List[Doc], change) -> List[Doc]:
+    docs = []
+    for gold in gold_docs:
+        doc = Doc(vocab, words=[change(t.text) for t in gold], spaces=[bool(t.whitespace_) for t in gold])
+        doc.ents = [Span(doc, e.start, e.end, label=e.label_) for e in gold.ents]
+        docs.append(doc)
+    return docs
+
+
+def case_variant_scores(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Dict[str, Dict]:
+    """Micro and per-type F1 on each of CASE_VARIANTS of `gold_docs`."""
+    gold_tags = [bio_tags(doc) for doc in gold_docs]
+    result = {}
+    for name, change in CASE_VARIANTS.items():
+        docs = recased(nlp.vocab, gold_docs, change)
+        predicted = nlp.pipe(gold_token_docs(nlp.vocab, docs), batch_size=batch_size)
+        scores = entity_scores(gold_tags, [bio_tags(doc) for doc in predicted], strict=False)
+        result[name] = {
+            "f1": scores["micro"]["f1-score"],
+            "per_type": {label: values["f1-score"] for label, values in scores["per_type"].items()},
+        }
+    return result
+
+
+def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32, case_variants: bool = False) -> Tuple[Dict, List[Doc]]:
+    """The metrics, and the predicted docs (aligned with `gold_docs`). `case_variants`
+    adds the scores on the corpus lowercased and uppercased (two more passes)."""
     start = time.perf_counter()
     predicted = list(nlp.pipe(gold_token_docs(nlp.vocab, gold_docs), batch_size=batch_size))
     seconds = time.perf_counter() - start
@@ -98,6 +140,9 @@ def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Tuple[Dict, Lis
         "tag_acc": None,
         "confusion": confusion(gold_tags, pred_tags),
         "entity_errors": {kind: errors[kind] for kind in ERROR_KINDS},
+        "frequent_errors": [
+            {"error": key, "count": len(found)} for key, found in error_groups(gold_docs, predicted)[:10]
+        ],
         "n_docs": len(gold_docs),
         "n_words": n_words,
         "seconds": seconds,
@@ -106,6 +151,8 @@ def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Tuple[Dict, Lis
     if "tagger" in nlp.pipe_names:
         pairs = [(g.tag_, p.tag_) for gd, pd in zip(gold_docs, predicted) for g, p in zip(gd, pd) if g.tag_]
         metrics["tag_acc"] = sum(g == p for g, p in pairs) / len(pairs) if pairs else None
+    if case_variants:
+        metrics["case_variants"] = case_variant_scores(nlp, gold_docs, batch_size)
     return metrics, predicted
 
 
@@ -127,6 +174,9 @@ def format_table(metrics: Dict) -> str:
         f"strict IOB2 micro F1 {100 * metrics['entities_strict_iob2']['micro']['f1-score']:.2f}  "
         f"words/s {metrics['words_per_second']:.0f}"
     )
+    if metrics.get("case_variants"):
+        variants = "  ".join(f"{name} {100 * v['f1']:.2f}" for name, v in metrics["case_variants"].items())
+        lines.append(f"micro F1 with the text's case changed: {variants}")
     return "\n".join(lines)
 
 
@@ -181,13 +231,7 @@ def error_report(metrics: Dict, gold_docs: List[Doc], predicted: List[Doc], top:
         *[f"| {kind.replace('_', ' ')} | {n} |" for kind, n in metrics["entity_errors"].items()],
         "",
     ]
-    groups: Dict[str, List[Tuple[Doc, Doc, List[Span]]]] = {}
-    for gold, pred in zip(gold_docs, predicted):
-        for kind, *spans in entity_errors(gold, pred):
-            spans = [span for span in spans if span is not None]
-            key = f"{kind.replace('_', ' ')}: {' → '.join(span.label_ for span in spans)}"
-            groups.setdefault(key, []).append((gold, pred, spans))
-    for key, errors in sorted(groups.items(), key=lambda item: -len(item[1]))[:top]:
+    for key, errors in error_groups(gold_docs, predicted)[:top]:
         examples = [
             example(
                 gold,
