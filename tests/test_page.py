@@ -30,11 +30,11 @@ from conftest import serve_process
 INJECTION = ' <script>window.injected = 1</script><img src="x" onerror="window.injected = 2"> & </div>'
 # Candidates for the sentence typed into the page; the first with two labels among its entities is used.
 SENTENCES = [
+    "Angela Merkel met Tim Cook of Apple in Berlin .",
     "Anna Berg met Tom Reed in Paris .",
     "Globex opened an office in Lima .",
     "Anna Berg lives in Paris .",
     "Tom Reed met Anna Berg .",
-    "Angela Merkel met Tim Cook of Apple in Berlin .",
 ]
 CONFIG = re.compile(r'<script type="application/json" id="page-config">(.*?)</script>', re.S)
 

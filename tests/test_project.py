@@ -10,6 +10,7 @@ import site
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,15 @@ def test_project_outputs(project):
     assert "ents_f" in meta["performance"]
     config = load_config(project / "training/pos_ner/model-best/config.cfg")
     assert config["training"]["max_steps"] == 40 and config["training"]["batcher"]["size"] == 150
+    # the package step's model card: the evaluation's scores and weaknesses, in the wheel's README too
+    readme = next((project / "packages").glob(f"{PACKAGE}-*/README.md")).read_text()
+    assert f"**{100 * metrics['entities']['micro']['f1-score']:.2f}**" in readme
+    assert "### Known weaknesses" in readme and "The same text lowercased: micro F1" in readme
+    assert "Data: CoNLL-2003 English (Reuters news, 1996-1997), text from the Reuters Corpus (RCV1)" in readme
+    wheel = next((project / "packages").glob(f"{PACKAGE}-*/dist/{PACKAGE}-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+        assert "### Known weaknesses" in archive.read(metadata).decode()
 
 
 @pytest.mark.slow
