@@ -54,6 +54,7 @@ def test_spacy_finds_the_component_from_any_directory(tmp_path):
 
 def test_one_cli_with_every_command(tmp_path):
     expected = [
+        "annotate",
         "check-data",
         "compare",
         "convert",
@@ -127,7 +128,7 @@ def test_project_commands_list_the_code_they_run():
 # The package's floors, top to bottom; a module may import its own floor or lower ones only.
 FLOORS = [
     ["cli"],
-    ["serving", "experiments", "onnx"],
+    ["serving", "experiments", "onnx", "batch", "model_card"],
     ["pipeline_component", "architectures", "span_getters", "corpus"],
     ["io", "evaluation", "decoding", "layers", "windows", "schedules"],
 ]

@@ -11,7 +11,7 @@ from spacy_transformers.layers import TransformerListener
 from thinc.api import Model, concatenate
 
 from pos_ner import Entity, PosNer, build_pos_ner_model, concat_per_doc, decode
-from pos_ner.decoding import transition_masks, viterbi_decode
+from pos_ner.decoding import decode_batch, transition_masks, viterbi_decode, viterbi_decode_batch
 
 from conftest import ANNOTATING, ROOT, build_nlp, make_examples, train
 
@@ -182,6 +182,43 @@ def test_viterbi_output_is_always_valid_bio():
         starts = [i == 0 or bool(rng.random() < 0.2) for i in range(n)]
         tags = [names[i] for i in viterbi_decode(log_probs, allowed, allowed_first, starts)]
         assert _is_valid_bio(tags, starts), tags
+
+
+def test_viterbi_finds_the_best_valid_sequence():
+    """Against brute force over every tag sequence: the highest-scoring valid one."""
+    import itertools
+
+    names = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    allowed, allowed_first = transition_masks(tuple(names))
+    rng = numpy.random.default_rng(1)
+    for _ in range(60):
+        n = int(rng.integers(1, 6))
+        log_probs = numpy.log(rng.dirichlet(numpy.ones(len(names)) * 0.5, size=n))
+        starts = [i == 0 or bool(rng.random() < 0.3) for i in range(n)]
+        valid = [
+            seq
+            for seq in itertools.product(range(len(names)), repeat=n)
+            if _is_valid_bio([names[i] for i in seq], starts)
+        ]
+        best = max(valid, key=lambda seq: sum(log_probs[i, t] for i, t in enumerate(seq)))
+        assert viterbi_decode(log_probs, allowed, allowed_first, starts) == list(best)
+
+
+def test_batched_decoding_equals_one_doc_at_a_time():
+    """The component decodes a batch in one pass (sequences of different lengths,
+    empty ones included); each doc gets what it gets alone."""
+    names = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    allowed, allowed_first = transition_masks(tuple(names))
+    rng = numpy.random.default_rng(2)
+    for _ in range(100):
+        lengths = rng.integers(0, 25, size=int(rng.integers(1, 7)))
+        probs = [rng.dirichlet(numpy.ones(len(names)) * 0.3, size=int(n)) for n in lengths]
+        starts = [[i == 0 or bool(rng.random() < 0.2) for i in range(int(n))] for n in lengths]
+        log_probs = [numpy.log(p + 1e-12) for p in probs]
+        assert viterbi_decode_batch(log_probs, allowed, allowed_first, starts) == [
+            viterbi_decode(lp, allowed, allowed_first, st) for lp, st in zip(log_probs, starts)
+        ]
+        assert decode_batch(probs, names, starts) == [decode(p, names, st) for p, st in zip(probs, starts)]
 
 
 def test_viterbi_repairs_an_orphan_inside_tag():

@@ -8,7 +8,6 @@ from functools import lru_cache
 from typing import List, NamedTuple, Sequence, Tuple
 
 import numpy
-from spacy.training.iob_utils import iob_to_biluo, tags_to_entities
 
 # The Span extension (`span._.confidence`) that holds `Entity.confidence` on a Doc.
 CONFIDENCE_ATTR = "confidence"
@@ -52,34 +51,100 @@ def viterbi_decode(
 ) -> List[int]:
     """The most probable tag sequence in which every transition is allowed.
     At token 0 and at sentence starts only `allowed_first` tags may occur."""
-    n_tokens, n_tags = log_probs.shape
-    if n_tokens == 0:
-        return []
+    return viterbi_decode_batch([log_probs], allowed, allowed_first, [sent_starts])[0]
+
+
+def viterbi_decode_batch(
+    log_probs: Sequence[numpy.ndarray],
+    allowed: numpy.ndarray,
+    allowed_first: numpy.ndarray,
+    sent_starts: Sequence[Sequence[bool]],
+) -> List[List[int]]:
+    """`viterbi_decode` for several sequences at once, with one step per position
+    for the whole batch: the Python loop runs max(lengths) times, not
+    sum(lengths). Sequences are sorted longest first, so step i works on the
+    first k rows (those longer than i) and a finished sequence's scores are
+    left as they were. A sentence start is a transition from any tag to an
+    `allowed_first` tag, so each step is one masked max-plus product."""
+    lengths = numpy.array([len(lp) for lp in log_probs], dtype=numpy.int64)
+    n_docs, n_tags = len(lengths), allowed.shape[0]
+    longest = int(lengths.max()) if n_docs else 0
+    if longest == 0:
+        return [[] for _ in range(n_docs)]
+    order = numpy.argsort(-lengths, kind="stable")
+    lengths_sorted = lengths[order]
+    padded = numpy.zeros((n_docs, longest, n_tags))
+    starts = numpy.zeros((n_docs, longest), dtype=bool)
+    for row, b in enumerate(order):
+        padded[row, : lengths[b]] = log_probs[b]
+        starts[row, : lengths[b]] = numpy.asarray(sent_starts[b], dtype=bool)
+    # live[i]: how many (sorted) sequences are longer than i
+    live = numpy.searchsorted(-lengths_sorted, -numpy.arange(longest), side="left")
     forbidden = numpy.where(allowed, 0.0, -numpy.inf)
     forbidden_first = numpy.where(allowed_first, 0.0, -numpy.inf)
-    score = log_probs[0] + forbidden_first
-    backpointers = numpy.zeros((n_tokens, n_tags), dtype=numpy.int64)
-    for i in range(1, n_tokens):
-        if sent_starts[i]:
-            backpointers[i] = int(numpy.argmax(score))
-            score = score.max() + log_probs[i] + forbidden_first
-        else:
-            candidates = score[:, None] + forbidden
-            backpointers[i] = candidates.argmax(axis=0)
-            score = candidates.max(axis=0) + log_probs[i]
-    best = [int(numpy.argmax(score))]
-    for i in range(n_tokens - 1, 0, -1):
-        best.append(int(backpointers[i, best[-1]]))
-    return best[::-1]
+    restart = numpy.broadcast_to(forbidden_first, (n_tags, n_tags))
+    backpointers = numpy.zeros((n_docs, longest, n_tags), dtype=numpy.int64)
+    score = padded[:, 0] + forbidden_first
+    for i in range(1, longest):
+        k = int(live[i])
+        transitions = numpy.where(starts[:k, i, None, None], restart, forbidden)
+        candidates = score[:k, :, None] + transitions
+        backpointers[:k, i] = candidates.argmax(axis=1)
+        score[:k] = candidates.max(axis=1) + padded[:k, i]
+    path = numpy.zeros((n_docs, longest), dtype=numpy.int64)
+    path[numpy.arange(n_docs), lengths_sorted - 1] = score.argmax(axis=1)
+    for i in range(longest - 1, 0, -1):
+        k = int(live[i])
+        path[:k, i - 1] = backpointers[numpy.arange(k), i, path[:k, i]]
+    result: List[List[int]] = [[] for _ in range(n_docs)]
+    for row, b in enumerate(order):
+        result[b] = path[row, : lengths[b]].tolist()
+    return result
 
 
 def decode(probs: numpy.ndarray, names: Sequence[str], sent_starts: Sequence[bool]) -> List[Entity]:
     """The entities of the best valid BIO sequence for `probs` (tokens × `names`)."""
+    return decode_batch([probs], names, [sent_starts])[0]
+
+
+def decode_batch(
+    probs: Sequence[numpy.ndarray], names: Sequence[str], sent_starts: Sequence[Sequence[bool]]
+) -> List[List[Entity]]:
+    """`decode` for several docs, with one batched Viterbi pass."""
     allowed, allowed_first = transition_masks(tuple(names))
-    best = viterbi_decode(numpy.log(probs + 1e-12), allowed, allowed_first, sent_starts)
-    chosen = probs[numpy.arange(len(best)), best]
-    biluo = iob_to_biluo([names[i] for i in best])
+    log_probs = [numpy.log(p + 1e-12) for p in probs]
+    paths = viterbi_decode_batch(log_probs, allowed, allowed_first, sent_starts)
+    return [path_entities(numpy.asarray(best, dtype=numpy.int64), p, names) for p, best in zip(probs, paths)]
+
+
+@lru_cache(maxsize=32)
+def tag_parts(names: Tuple[str, ...]) -> Tuple[numpy.ndarray, numpy.ndarray, Tuple[str, ...]]:
+    """For each tag: its kind (0 O, 1 B, 2 I) and its label's index in the labels returned."""
+    labels = tuple(dict.fromkeys(name[2:] for name in names if name != "O"))
+    kinds = numpy.array([0 if name == "O" else 1 if name.startswith("B-") else 2 for name in names])
+    label_ids = numpy.array([-1 if name == "O" else labels.index(name[2:]) for name in names])
+    return kinds, label_ids, labels
+
+
+def path_entities(best: numpy.ndarray, probs: numpy.ndarray, names: Sequence[str]) -> List[Entity]:
+    """The entities of the BIO tag path `best` (as spaCy's iob_to_biluo reads it:
+    an I-X that does not continue an X entity starts one) with their confidences."""
+    if not len(best):
+        return []
+    kinds, label_ids, labels = tag_parts(tuple(names))
+    kind, label = kinds[best], label_ids[best]
+    inside = kind != 0
+    continues = numpy.zeros(len(best), dtype=bool)
+    continues[1:] = (kind[1:] == 2) & inside[:-1] & (label[1:] == label[:-1])
+    begins = numpy.flatnonzero(inside & ~continues)
+    if not len(begins):
+        return []
+    chosen = numpy.where(inside, probs[numpy.arange(len(best)), best], numpy.inf)
+    confidences = numpy.minimum.reduceat(chosen, begins)
+    # an entity runs from its begin over the tokens that continue it
+    run_ids = numpy.cumsum(inside & ~continues) - 1
+    lengths = numpy.bincount(run_ids[inside], minlength=len(begins))
     return [
-        Entity(start, end + 1, label, float(chosen[start : end + 1].min()))
-        for label, start, end in tags_to_entities(biluo)
+        Entity(int(start), int(start + n), labels[label[start]], float(confidence))
+        for start, n, confidence in zip(begins, lengths, confidences)
     ]

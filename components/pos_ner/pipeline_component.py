@@ -23,7 +23,7 @@ from thinc.api import Model, SequenceCategoricalCrossentropy, set_dropout_rate
 from thinc.types import Floats2d
 
 from .architectures import DEFAULT_MODEL
-from .decoding import CONFIDENCE_ATTR, decode, tag_names
+from .decoding import CONFIDENCE_ATTR, decode_batch, tag_names
 
 
 def install_extensions() -> None:
@@ -52,14 +52,15 @@ def limit_torch_threads_in_forked_workers() -> None:
     _FORK_HOOK_INSTALLED = True
 
 
-def set_entities(doc: Doc, probs: numpy.ndarray, names: Sequence[str]) -> None:
-    """Decode `probs` (tokens × `names`) into `doc.ents` and their confidences."""
+def set_entities(docs: Sequence[Doc], probs: Sequence[numpy.ndarray], names: Sequence[str]) -> None:
+    """Decode each doc's `probs` (tokens × `names`) into its `doc.ents` and their
+    confidences, with one batched Viterbi pass for all of them."""
     install_extensions()  # also here: an unpickled PosNer was never __init__-ed in this process
-    sent_starts = [token.is_sent_start is True for token in doc]
-    entities = decode(probs, names, sent_starts)
-    doc.ents = [Span(doc, ent.start, ent.end, label=ent.label) for ent in entities]
-    for span, ent in zip(doc.ents, entities):
-        span._.set(CONFIDENCE_ATTR, ent.confidence)
+    sent_starts = [[token.is_sent_start is True for token in doc] for doc in docs]
+    for doc, entities in zip(docs, decode_batch(probs, names, sent_starts)):
+        doc.ents = [Span(doc, ent.start, ent.end, label=ent.label) for ent in entities]
+        for span, ent in zip(doc.ents, entities):
+            span._.set(CONFIDENCE_ATTR, ent.confidence)
 
 
 @Language.factory(
@@ -156,9 +157,7 @@ class PosNer(TrainablePipe):
         return self.model.predict(docs)
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Floats2d]) -> None:
-        names = self.tag_names
-        for doc, doc_scores in zip(docs, scores):
-            set_entities(doc, self.model.ops.to_numpy(doc_scores), names)
+        set_entities(list(docs), [self.model.ops.to_numpy(doc_scores) for doc_scores in scores], self.tag_names)
 
     def update(
         self,

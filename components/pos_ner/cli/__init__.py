@@ -17,6 +17,7 @@ import typer
 
 from ..io.files import handle_termination
 from . import (  # noqa: F401  (each module registers its command on `app`)
+    annotate,
     check_data,
     compare,
     convert,

@@ -87,10 +87,10 @@ class OnnxNer:
     def set_annotations(self, docs: List[Doc], tag_ids: List[numpy.ndarray], probs: List[numpy.ndarray]) -> None:
         """Set the tags, then decode the entities with pos_ner's own code."""
         labels = self.meta["tagger_labels"]
-        for doc, doc_tags, doc_probs in zip(docs, tag_ids, probs):
+        for doc, doc_tags in zip(docs, tag_ids):
             for token, tag_id in zip(doc, doc_tags):
                 token.tag_ = labels[tag_id]
-            set_entities(doc, doc_probs, self.tag_names)
+        set_entities(docs, probs, self.tag_names)
 
     def predict(self, docs: Sequence[Doc]) -> Tuple[List[numpy.ndarray], List[numpy.ndarray], List[numpy.ndarray]]:
         """Per doc: tag ids, tagger scores and NER probabilities (over meta["ner_tags"])."""
