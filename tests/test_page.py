@@ -26,8 +26,9 @@ from pos_ner.serving import PAGE_HEADERS, create_app, entity_labels
 
 from conftest import serve_process
 
-# Typed after the sentence: shown as text, never run.
-INJECTION = ' <script>window.injected = 1</script><img src="x" onerror="window.injected = 2"> & </div>'
+# Typed after the sentence: shown as text, never run. The emoji is one code point (the API's
+# offsets) but two UTF-16 units (JavaScript's): the highlights after it must not shift.
+INJECTION = ' 🙂 <script>window.injected = 1</script><img src="x" onerror="window.injected = 2"> & </div>'
 # Candidates for the sentence typed into the page; the first with two labels among its entities is used.
 SENTENCES = [
     "Angela Merkel met Tim Cook of Apple in Berlin .",

@@ -69,14 +69,16 @@
   function render() {
     if (!shown) return;
     const { text, entities } = shown;
+    // The API's offsets count code points (Python's str), JavaScript's strings UTF-16 units.
+    const chars = Array.from(text);
     const visible = entities.filter((entity) => !hidden.has(entity.label));
     let content = "";
     let offset = 0;
     for (const entity of visible) {
-      content += plain(text.slice(offset, entity.start_char)) + highlight(entity);
+      content += plain(chars.slice(offset, entity.start_char).join("")) + highlight(entity);
       offset = entity.end_char;
     }
-    content += plain(text.slice(offset));
+    content += plain(chars.slice(offset).join(""));
     result.innerHTML = fill(config.templates.ents, { dir: "ltr", content });
     const body = table.tBodies[0];
     body.replaceChildren();
