@@ -17,7 +17,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from pos_ner.serving import RoundRobinWorker, batches, create_app, make_server
+from pos_ner.serving import Batch, RoundRobinWorker, batches, create_app, make_server
 
 MAX_CONNECTIONS = 8
 BODY_TIMEOUT = 1.0
@@ -359,3 +359,43 @@ def test_the_worker_takes_turns():
     # closed, it fails queued jobs instead of leaving them hanging, and a new job starts it again
     assert worker.submit(short_job()).result(10) == "short"
     worker.close()
+
+
+def test_the_worker_runs_waiting_batches_together():
+    """Batches that jobs yield while a pipeline call runs share the next call,
+    within the token and text limits; a failing text fails only its own job."""
+    calls: List[List[str]] = []
+    started, proceed = threading.Event(), threading.Event()
+
+    def run_batch(texts: List[str]) -> List[str]:
+        calls.append(list(texts))
+        if texts == ["first"]:
+            started.set()
+            assert proceed.wait(10)
+        if any("BOOM" in text for text in texts):
+            raise RuntimeError("BOOM")
+        return [text.upper() for text in texts]
+
+    def job(*batches: List[str]):
+        results: List[str] = []
+        for texts in batches:
+            results.extend((yield Batch(texts, tokens=len(texts))))
+        return results
+
+    worker = RoundRobinWorker(run_batch, max_tokens=4, max_texts=3)
+    try:
+        first = worker.submit(job(["first"]))
+        assert started.wait(10)
+        # queued while "first" runs: they share calls, up to 3 texts and 4 tokens a call
+        a, b = worker.submit(job(["a1"], ["a2"])), worker.submit(job(["b1", "b2"]))
+        boom, c = worker.submit(job(["BOOM"])), worker.submit(job(["c1"]))
+        proceed.set()
+        assert first.result(10) == ["FIRST"]
+        assert a.result(10) == ["A1", "A2"] and b.result(10) == ["B1", "B2"] and c.result(10) == ["C1"]
+        with pytest.raises(RuntimeError, match="BOOM"):
+            boom.result(10)
+    finally:
+        worker.close()
+    # a1 and b1+b2 fill the first shared call (3 texts); BOOM and c1, which waited, go first in the next,
+    # with a's second batch behind them; that call fails and is rerun one batch at a time
+    assert calls == [["first"], ["a1", "b1", "b2"], ["BOOM", "c1", "a2"], ["BOOM"], ["c1"], ["a2"]]

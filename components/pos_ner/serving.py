@@ -27,7 +27,13 @@ Why the service is built the way it is:
   and the worker runs one step of each waiting job in turn (round-robin). A
   small request (one step: its count and its only batch) then waits for at
   most one batch of each request ahead of it, not for whole requests. A single text is never split, so the worst wait is
-  bounded by `max_chars` too.
+  bounded by `max_chars` too. The batches of concurrent requests are run
+  together, up to the same limits, in one `nlp.pipe` call: a transformer
+  pipeline spends most of a one-sentence call on per-call overhead, so four
+  clients sending one sentence each share one call instead of queueing for
+  four (micro-batching, rather than worker processes that would each hold a
+  copy of the model and compete for the same cores). If a shared call fails,
+  its batches are rerun one by one, so only the failing request gets the 500.
 - Work per request is bounded in tokens (`max_request_tokens`, 413
   `too_many_tokens`), since transformer time grows with tokens, not texts or
   bytes. Whitespace-separated words are a lower bound on spaCy tokens, so an
@@ -70,6 +76,7 @@ from typing import (
     Annotated,
     Any,
     AsyncIterator,
+    Callable,
     Deque,
     Dict,
     Generator,
@@ -268,23 +275,58 @@ def parse_texts(body: bytes, models: Tuple[Type[BaseModel], Type[BaseModel]]) ->
     return [request.text] if "text" in payload else list(request.texts)  # type: ignore[attr-defined]
 
 
-Job = Generator[None, None, Any]
+class Batch:
+    """What a job yields to have texts run through the pipeline: the worker
+    sends back their results (`run_batch`'s, one per text, in order), possibly
+    after running them in one call with other jobs' batches."""
+
+    __slots__ = ("texts", "tokens")
+
+    def __init__(self, texts: List[str], tokens: int):
+        self.texts, self.tokens = texts, tokens
+
+
+# A job yields None to take turns, or a Batch and gets its results sent back.
+Job = Generator[Optional[Batch], Optional[List[Any]], Any]
+
+
+class _Entry:
+    __slots__ = ("job", "future", "batch")
+
+    def __init__(self, job: Job, future: "Future[Any]"):
+        self.job, self.future = job, future
+        self.batch: Optional[Batch] = None  # yielded, waiting for its results
 
 
 class RoundRobinWorker:
-    """Runs jobs in one thread, one step at a time, taking turns.
+    """Runs jobs in one thread, one step at a time, taking turns, and runs the
+    batches that waiting jobs yield together.
 
-    A job is a generator: each `next()` runs one step (it yields between
-    steps) and its return value is the job's result. After a step the job goes
-    to the back of the queue, so concurrent jobs interleave their steps fairly
-    and a short job is not held up by a long one for the long one's whole run.
-    The thread starts with the first job and stops with `close()` (the app's
-    shutdown); a later job starts it again.
+    A job is a generator: each step runs it to its next `yield`, and its return
+    value is the job's result. It yields None between steps of its own work, or
+    a `Batch` of texts: the worker then sends it `run_batch(texts)`. A worker
+    step advances every queued job that is not waiting for results by one step,
+    in queue order, then makes one `run_batch` call over the waiting batches,
+    the longest-waiting first, up to `max_tokens` tokens and `max_texts` texts
+    (the first always goes). Concurrent one-text requests therefore share one
+    pipeline call instead of queueing for a call each. If a shared call
+    raises, each of its batches is run on its own, so only the job whose texts
+    fail gets the error (thrown into it). A job that has taken its step goes
+    to the back of the queue, behind the jobs submitted meanwhile; a waiting
+    batch that did not fit keeps its place at the front. The thread starts with
+    the first job and stops with `close()` (the app's shutdown); a later job
+    starts it again.
     """
 
-    def __init__(self, name: str = "ner-worker"):
-        self.name = name
-        self._jobs: Deque[Tuple[Job, Future[Any]]] = deque()
+    def __init__(
+        self,
+        run_batch: Optional[Callable[[List[str]], List[Any]]] = None,
+        max_tokens: int = 512,
+        max_texts: int = 32,
+        name: str = "ner-worker",
+    ):
+        self.run_batch, self.max_tokens, self.max_texts, self.name = run_batch, max_tokens, max_texts, name
+        self._jobs: Deque[_Entry] = deque()
         self._wake = threading.Condition()
         self._thread: Optional[threading.Thread] = None
         self._closing = False
@@ -293,7 +335,7 @@ class RoundRobinWorker:
         """Queue `job`; the future has its result or the exception it raised."""
         future: Future[Any] = Future()
         with self._wake:
-            self._jobs.append((job, future))
+            self._jobs.append(_Entry(job, future))
             if self._thread is None or not self._thread.is_alive():
                 self._closing = False
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -311,9 +353,9 @@ class RoundRobinWorker:
             thread.join(timeout)
         with self._wake:
             while self._jobs:
-                job, future = self._jobs.popleft()
-                job.close()
-                settle(future, error=RuntimeError("the server is shutting down"))
+                entry = self._jobs.popleft()
+                entry.job.close()
+                settle(entry.future, error=RuntimeError("the server is shutting down"))
 
     def _run(self) -> None:
         while True:
@@ -322,19 +364,79 @@ class RoundRobinWorker:
                     self._wake.wait()
                 if self._closing:
                     return
-                job, future = self._jobs.popleft()
-            if future.cancelled():  # its request is gone: don't spend the pipeline on it
-                job.close()
+                queued = list(self._jobs)
+                self._jobs.clear()
+            for entry in queued:
+                if entry.batch is None:
+                    self._step(entry, None)
+            waiting = [entry for entry in queued if entry.batch is not None and self._alive(entry)]
+            chosen = self._choose(waiting)
+            if chosen:
+                self._run_batches(chosen)
+            chosen_ids = {id(entry) for entry in chosen}
+            front = [entry for entry in waiting if id(entry) not in chosen_ids and self._alive(entry)]
+            front_ids = {id(entry) for entry in front}
+            # stepped and chosen jobs go behind the ones submitted meanwhile; waiting batches stay in front
+            back = [entry for entry in queued if id(entry) not in front_ids and self._alive(entry)]
+            with self._wake:
+                arrived = list(self._jobs)
+                self._jobs.clear()
+                self._jobs.extend(front + arrived + back)
+
+    def _alive(self, entry: _Entry) -> bool:
+        return not entry.future.done()
+
+    def _step(self, entry: _Entry, results: Optional[List[Any]], error: Optional[BaseException] = None) -> bool:
+        """Run the job to its next yield (sending it `results`, or throwing
+        `error` into it); False once it has finished, failed or was cancelled."""
+        if entry.future.cancelled():  # its request is gone: don't spend the pipeline on it
+            entry.job.close()
+            return False
+        try:
+            value = entry.job.throw(error) if error is not None else entry.job.send(results)
+        except StopIteration as done:
+            settle(entry.future, result=done.value)
+            return False
+        except BaseException as err:  # noqa: BLE001 - handed to the awaiting request, which reports it
+            settle(entry.future, error=err)
+            return False
+        entry.batch = value if isinstance(value, Batch) else None
+        return True
+
+    def _choose(self, waiting: List[_Entry]) -> List[_Entry]:
+        """The waiting batches that go into the next call, in queue order, within the limits."""
+        chosen: List[_Entry] = []
+        tokens = texts = 0
+        for entry in waiting:
+            if entry.future.cancelled():
+                entry.job.close()
                 continue
-            try:
-                next(job)
-            except StopIteration as done:
-                settle(future, result=done.value)
-            except BaseException as err:  # noqa: BLE001 - handed to the awaiting request, which reports it
-                settle(future, error=err)
-            else:
-                with self._wake:
-                    self._jobs.append((job, future))
+            batch = entry.batch
+            assert batch is not None
+            if chosen and (tokens + batch.tokens > self.max_tokens or texts + len(batch.texts) > self.max_texts):
+                continue
+            chosen.append(entry)
+            tokens, texts = tokens + batch.tokens, texts + len(batch.texts)
+        return chosen
+
+    def _run_batches(self, chosen: List[_Entry]) -> None:
+        if self.run_batch is None:
+            raise RuntimeError("a job yielded a Batch, but the worker has no run_batch")
+        texts = [text for entry in chosen for text in entry.batch.texts]  # type: ignore[union-attr]
+        try:
+            results = self.run_batch(texts)
+        except BaseException as err:  # noqa: BLE001 - handed to the job whose texts fail
+            if len(chosen) == 1:
+                self._step(chosen[0], None, err)
+            else:  # one by one, so only the failing job gets the error
+                for entry in chosen:
+                    self._run_batches([entry])
+            return
+        offset = 0
+        for entry in chosen:
+            n = len(entry.batch.texts)  # type: ignore[union-attr]
+            self._step(entry, results[offset : offset + n])
+            offset += n
 
 
 def settle(future: "Future[Any]", result: Any = None, error: Optional[BaseException] = None) -> None:
@@ -522,7 +624,13 @@ def create_app(
         "spacy_version": str(meta.get("spacy_version", "")),
         "pipeline": nlp.pipe_names,
     }
-    worker = RoundRobinWorker()
+
+    def run_batch(texts: List[str]) -> List[Dict[str, Any]]:
+        """One pipeline call, for the batches of one or several requests."""
+        with nlp.memory_zone():  # plain dicts out: the docs' memory is freed with the zone
+            return [{"entities": doc_to_entities(doc)} for doc in nlp.pipe(texts, batch_size=len(texts))]
+
+    worker = RoundRobinWorker(run_batch, max_tokens=batch_tokens, max_texts=batch_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -539,7 +647,7 @@ def create_app(
 
     def annotate(texts: List[str], field: str) -> Job:
         """The job for one request: count its tokens (stopping at the limit),
-        then run its batches, one per step. Counting is cheap, so it takes turns
+        then hand its batches to the worker, one per step. Counting is cheap, so it takes turns
         only once a step has spent `COUNT_SLICE_S` on it: a one-text request is
         then a single step and waits for its turn once, not twice."""
         lengths: List[int] = []
@@ -555,12 +663,12 @@ def create_app(
                 yield
                 step_start = time.perf_counter()
         results: List[Dict[str, Any]] = []
-        for n, batch in enumerate(batches(lengths, batch_tokens, batch_size)):
-            if n:
-                yield  # let the other requests' next steps go first (the first batch goes with the count)
-            with nlp.memory_zone():  # plain dicts out: the docs' memory is freed with the zone
-                docs = nlp.pipe([texts[i] for i in batch], batch_size=len(batch))
-                results.extend({"entities": doc_to_entities(doc)} for doc in docs)
+        for batch in batches(lengths, batch_tokens, batch_size):
+            # the first batch goes with the count; the worker may run it together with other requests' batches
+            done = yield Batch([texts[i] for i in batch], sum(lengths[i] for i in batch))
+            if done is None:
+                raise RuntimeError("the worker resumed a job without its batch's results")
+            results.extend(done)
         metrics.texts.inc(len(texts))
         metrics.words.inc(sum(lengths))
         return results
