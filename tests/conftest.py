@@ -190,6 +190,19 @@ def tiny_pipeline_dir(tiny_pipeline, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_onnx_dir(tiny_pipeline_dir, tmp_path_factory) -> Path:
+    """The toy pipeline exported to ONNX, fp32 and int8 (`pos-ner export-onnx --quantize`)."""
+    from typer.testing import CliRunner
+
+    from pos_ner.cli import app
+
+    output = tmp_path_factory.mktemp("onnx") / "model"
+    result = CliRunner().invoke(app, ["export-onnx", str(tiny_pipeline_dir), str(output), "--quantize"])
+    assert result.exit_code == 0, result.output
+    return output
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -203,6 +203,28 @@ def test_parquet_to_jsonl_with_two_actors(tmp_path, tiny_pipeline_dir, nlp, ray_
     assert leftovers(tmp_path) == []
 
 
+def test_the_onnx_backend_in_the_actors(tmp_path, tiny_onnx_dir, nlp, ray_session):
+    """--backend onnx: each actor loads the export; the rows equal the PyTorch pipeline's entities."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": text}) + "\n" for text in TEXTS), encoding="utf8")
+    output = tmp_path / "out.jsonl"
+    code, stderr = run(tiny_onnx_dir, source, output, "--backend", "onnx", "--batch-size", 4)
+    assert code == 0, stderr
+    assert counts_line(stderr) == f"{len(TEXTS)} read, {len(TEXTS)} written, 0 rejected"
+    rows = read_jsonl(output)
+    assert [row["id"] for row in rows] == list(range(1, len(TEXTS) + 1))
+    for row, text in zip(rows, TEXTS):
+        assert [{**e, "confidence": None} for e in row["entities"]] == [
+            {**e, "confidence": None} for e in expected(nlp, text)
+        ]
+        assert [e["confidence"] for e in row["entities"]] == pytest.approx(
+            [e["confidence"] for e in expected(nlp, text)], abs=1e-4
+        )
+    # the mismatches fail before Ray starts, in one line
+    code, stderr = run(tiny_onnx_dir, source, output, "--backend", "onnx", "--gpu")
+    assert code != 0 and "the ONNX backends run on the CPU" in stderr
+
+
 def test_a_pipeline_that_does_not_load_in_the_actors_is_one_line(tmp_path, tiny_pipeline_dir, ray_session):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_pipeline_dir, broken)

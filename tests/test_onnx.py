@@ -30,11 +30,8 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(tiny_pipeline_dir, tmp_path_factory):
-    output = tmp_path_factory.mktemp("onnx") / "model"
-    result = CliRunner().invoke(app, ["export-onnx", str(tiny_pipeline_dir), str(output), "--quantize"])
-    assert result.exit_code == 0, result.output
-    return output
+def onnx_dir(tiny_onnx_dir):
+    return tiny_onnx_dir
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +167,101 @@ def test_export_needs_spacys_rule_based_tokenizer(tiny_bert):
     nlp.tokenizer = lambda text: Doc(nlp.vocab, words=text.split())
     with pytest.raises(ValueError, match="rule-based tokenizer"):
         check_config(nlp, find_pipes(nlp))
+
+
+# ---------------------------------------------------------------- ONNX as a backend
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]
+
+
+def same_entities(left, right, confidence_tolerance):
+    """The records' entities agree on everything but the confidence, which differs by at most the tolerance."""
+    assert len(left) == len(right)
+    for a, b in zip(left, right):
+        assert [{k: v for k, v in e.items() if k != "confidence"} for e in a["entities"]] == [
+            {k: v for k, v in e.items() if k != "confidence"} for e in b["entities"]
+        ]
+        for x, y in zip(a["entities"], b["entities"]):
+            assert abs(x["confidence"] - y["confidence"]) <= confidence_tolerance
+
+
+def test_onnx_pipeline_is_a_spacy_language(onnx_dir, nlp):
+    """The export as a Language: the same tokens, tags, entities and confidences as PyTorch, empty texts
+    included, through nlp(), nlp.pipe and a memory zone; the source model's name in its meta."""
+    from pos_ner.backends import Backend, load
+
+    onnx_nlp = load(str(onnx_dir), Backend.onnx)
+    assert onnx_nlp.pipe_names == ["ner"] and onnx_nlp.get_pipe("ner").labels == nlp.get_pipe("ner").labels
+    assert "doc.ents" in onnx_nlp.get_pipe_meta("ner").assigns
+    assert onnx_nlp.meta["name"] == nlp.meta["name"] and onnx_nlp.meta["version"] == nlp.meta["version"]
+    assert len(onnx_nlp("")) == 0 and not onnx_nlp("").ents
+    refs = list(nlp.pipe(TEXTS))
+    with onnx_nlp.memory_zone():  # as the service runs it
+        for doc, ref in zip(onnx_nlp.pipe(TEXTS, batch_size=2), refs):
+            assert [(t.text, t.tag_) for t in doc] == [(t.text, t.tag_) for t in ref]
+            assert entities(doc) == entities(ref)
+            assert all(abs(e._.confidence - r._.confidence) < 1e-4 for e, r in zip(doc.ents, ref.ents))
+    assert entities(onnx_nlp(TEXTS[0])) == entities(refs[0])
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_predict_backends_write_the_same_records(backend, onnx_dir, tiny_pipeline_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    runner = CliRunner()
+    torch_out, onnx_out = tmp_path / "torch.jsonl", tmp_path / "onnx.jsonl"
+    result = runner.invoke(app, ["predict", str(tiny_pipeline_dir), str(source), str(torch_out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["predict", str(onnx_dir), str(source), str(onnx_out), "--backend", backend])
+    assert result.exit_code == 0, result.output
+    assert f"{len(TEXTS)} read, {len(TEXTS)} written, 0 rejected" in result.output
+    torch_records, onnx_records = records(torch_out), records(onnx_out)
+    assert [r["id"] for r in onnx_records] == list(range(len(TEXTS)))
+    assert [set(r) for r in onnx_records] == [set(r) for r in torch_records]
+    if backend == "onnx":
+        same_entities(onnx_records, torch_records, 1e-4)
+    else:  # int8 moves probabilities: only the record format and the offsets are the same
+        for record, text in zip(onnx_records, TEXTS):
+            for entity in record["entities"]:
+                assert text[entity["start_char"] : entity["end_char"]] == entity["text"]
+                assert 0.0 <= entity["confidence"] <= 1.0
+
+
+def test_backend_mismatches_are_one_line(onnx_dir, tiny_pipeline_dir, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("Anna Berg lives in Paris .\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", str(tiny_pipeline_dir), str(source), "-", "--backend", "onnx"])
+    assert result.exit_code == 1
+    reason = "not an ONNX export (a spaCy pipeline: --backend pytorch)"
+    assert f"{tiny_pipeline_dir}: cannot load the pipeline: {reason}" in result.output
+    result = runner.invoke(app, ["predict", str(onnx_dir), str(source), "-"])
+    assert result.exit_code == 1
+    assert f"{onnx_dir}: cannot load the pipeline: an ONNX export, not a spaCy pipeline folder: add --backend onnx" in (
+        result.output
+    )
+    result = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), str(source), "-", "--backend", "onnx-int8"])
+    assert result.exit_code == 1 and "nowhere: cannot load the pipeline: no such folder" in result.output
+
+
+def test_the_service_on_the_onnx_backend(onnx_dir, nlp):
+    """The HTTP API's answers from the ONNX backend equal PyTorch's (fp32), and /health names the model."""
+    from fastapi.testclient import TestClient
+
+    from pos_ner.backends import Backend, load
+    from pos_ner.serving import create_app
+
+    texts = [t for t in TEXTS if t.strip() and len(t) < 1000]
+    with (
+        TestClient(create_app(load(str(onnx_dir), Backend.onnx))) as onnx_client,
+        TestClient(create_app(nlp)) as torch_client,
+    ):
+        onnx_answer = onnx_client.post("/ner", json={"texts": texts})
+        torch_answer = torch_client.post("/ner", json={"texts": texts})
+        assert onnx_answer.status_code == torch_answer.status_code == 200
+        same_entities(onnx_answer.json()["results"], torch_answer.json()["results"], 1e-4)
+        health = onnx_client.get("/health").json()
+        assert health["model"] == f"{nlp.lang}_{nlp.meta['name']}" and health["pipeline"] == ["ner"]
+        assert "PER" in onnx_client.get("/").text

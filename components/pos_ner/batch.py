@@ -5,7 +5,7 @@ The driver reads the input strictly, record by record: JSONL line by line
 line) or Parquet batch by batch (a 0-based row index per record). Good records
 go to Ray's object store in chunks (`from_arrow_refs`); bad ones are reported
 at once with their line or row and never reach Ray. An actor pool of
-`Annotator`s (`map_batches`, one `spacy.load` per actor: a pipeline does not
+`Annotator`s (`map_batches`, one `spacy.load` (or ONNX export) per actor: a pipeline does not
 survive the object store) turns texts into the entities of
 `doc_to_entities`, as JSON text, so nothing but plain columns crosses Ray. The
 driver writes them to one output file in input order (`preserve_order`),
@@ -31,6 +31,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
 
+from .backends import Backend, load
 from .io.records import NO_ID, BadRecord, doc_to_entities, dumps, json_type, loads_strict
 
 # Columns of the records inside Ray: the input position (JSONL line, Parquet
@@ -343,6 +344,7 @@ class Annotator:
         use_gpu: bool = False,
         threads: int = 0,
         describe: Optional[Callable[[str, BaseException], str]] = None,
+        backend: Backend = Backend.pytorch,
     ):
         self.text_field = text_field
         self.nlp: Any = None
@@ -363,7 +365,7 @@ class Annotator:
                 self.fatal = f"cannot use the GPU: {type(error).__name__}: {_first_line(error)} (try --no-gpu)"
                 return
         try:
-            self.nlp = spacy.load(model)
+            self.nlp = load(model, backend, threads=max(threads, 0))
         except Exception as error:
             reason = describe(model, error) if describe else f"{type(error).__name__}: {_first_line(error)}"
             self.fatal = f"{model}: cannot load the pipeline: {reason}"
@@ -544,6 +546,7 @@ class Job(NamedTuple):
     address: Optional[str] = None
     num_cpus: Optional[int] = None
     describe: Optional[Callable[[str, BaseException], str]] = None
+    backend: Backend = Backend.pytorch
 
 
 def annotate(
@@ -692,6 +695,7 @@ class _LazyRay:
                     "use_gpu": resources.gpus_per_actor > 0,
                     "threads": max(1, math.floor(resources.cpus_per_actor)),
                     "describe": job.describe,
+                    "backend": job.backend,
                 },
                 compute=ray.data.ActorPoolStrategy(size=job.actors),
                 batch_size=job.batch_size,

@@ -660,7 +660,7 @@ def create_app(
                 message = f"'{field}' has {count} tokens, more than the limit of {max_request_tokens} per request"
                 raise ApiError(413, "too_many_tokens", field, message)
             if time.perf_counter() - step_start > COUNT_SLICE_S and i + 1 < len(texts):
-                yield
+                yield None
                 step_start = time.perf_counter()
         results: List[Dict[str, Any]] = []
         for batch in batches(lengths, batch_tokens, batch_size):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NoReturn, Optional,
 import typer
 from typer.core import TyperGroup
 
+from ..backends import ONNX_META_FILE, Backend, load
 from ..io.files import OutputError, check_output
 
 if TYPE_CHECKING:
@@ -115,14 +116,24 @@ def _failing_model_file(tb: Optional[TracebackType]) -> Optional[str]:
     return None if found is None else f"{found.parent.name}/{found.name}"
 
 
-def load_reason(model: str, error: BaseException) -> str:
-    """A short reason why `spacy.load(model)` raised `error`."""
+def load_reason(model: str, error: BaseException, backend: Backend = Backend.pytorch) -> str:
+    """A short reason why loading `model` (`spacy.load`, or an ONNX export
+    for the ONNX backends) raised `error`."""
     message = str(error)
     path = Path(model).expanduser()
+    if backend is not Backend.pytorch:
+        if not path.exists():
+            return "no such folder"
+        if not (path / ONNX_META_FILE).is_file():
+            hint = " (a spaCy pipeline: --backend pytorch)" if (path / "config.cfg").is_file() else ""
+            return f"not an ONNX export{hint}; `pos-ner export-onnx MODEL FOLDER` writes one"
+        return f"{type(error).__name__}: {one_line(message)}"
     if "[E050]" in message:
         return "no such folder, and no installed package of that name"
     if path.is_file():
         return "is a file; expected a pipeline folder or an installed package name"
+    if "[E053]" in message and (path / ONNX_META_FILE).is_file():
+        return "an ONNX export, not a spaCy pipeline folder: add --backend onnx (or onnx-int8)"
     if "[E053]" in message and not (path / "config.cfg").exists():
         return "not a spaCy pipeline folder (no config.cfg or meta.json)"
     if "[E053]" in message:
@@ -137,19 +148,18 @@ def load_reason(model: str, error: BaseException) -> str:
     return f"{type(error).__name__}: {one_line(message)}"
 
 
-def load_pipeline(model: str, **kwargs: Any) -> "Language":
-    """`spacy.load(model)`, or the one line `MODEL: cannot load the pipeline:
-    <reason>` and exit status 1 (a missing model, a folder that is no pipeline,
-    a truncated or corrupt model file, an invalid config). For every command
-    that takes a MODEL argument, serve included."""
-    import spacy
-
+def load_pipeline(model: str, backend: Backend = Backend.pytorch, **kwargs: Any) -> "Language":
+    """`spacy.load(model)` (or, for the ONNX backends, the export folder as a
+    pipeline), or the one line `MODEL: cannot load the pipeline: <reason>` and
+    exit status 1 (a missing model, a folder that is no pipeline, a truncated
+    or corrupt model file, an invalid config). For every command that takes a
+    MODEL argument, serve included."""
     try:
-        return spacy.load(model, **kwargs)
+        return load(model, backend, **kwargs)
     except Exception as error:
         if debug():
             raise
-        fail(f"{model}: cannot load the pipeline: {load_reason(model, error)}")
+        fail(f"{model}: cannot load the pipeline: {load_reason(model, error, backend)}")
 
 
 def require_file(path: Union[str, Path], what: str = "file", code: int = 1) -> Path:

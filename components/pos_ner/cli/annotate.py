@@ -12,11 +12,13 @@ run leaves an earlier OUTPUT as it was.
 """
 
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import IO, Iterator, Optional, Union
 
 import typer
 
+from ..backends import BACKEND_HELP, ONNX_META_FILE, Backend
 from ..batch import (
     Bad,
     BatchError,
@@ -69,20 +71,24 @@ class RejectsFile:
         self.file.write(dumps(entry) + b"\n")
 
 
-def check_model(model: str) -> Optional[Path]:
+def check_model(model: str, backend: Backend = Backend.pytorch) -> Optional[Path]:
     """What can be known about MODEL without loading it (one line and exit 1
     if it cannot be a pipeline), so that a bad path fails before Ray starts;
     the folder it loads from, for the output checks."""
     location = model_location(model)
     prefix = f"{model}: cannot load the pipeline"
-    if location is None:
-        fail(f"{prefix}: no such folder, and no installed package of that name")
+    if location is None or (backend is not Backend.pytorch and not Path(model).expanduser().exists()):
+        fail(f"{prefix}: {load_reason(model, ValueError('[E050]'), backend)}")
     path = Path(model).expanduser()
     if path.exists():
         if path.is_file():
             fail(f"{prefix}: is a file; expected a pipeline folder or an installed package name")
+        if backend is not Backend.pytorch:
+            if not (path / ONNX_META_FILE).is_file():
+                fail(f"{prefix}: {load_reason(model, ValueError(), backend)}")
+            return location
         if not (path / "config.cfg").is_file():
-            fail(f"{prefix}: not a spaCy pipeline folder (no config.cfg or meta.json)")
+            fail(f"{prefix}: {load_reason(model, ValueError('[E053]'), backend)}")
         from spacy.util import load_config
 
         try:
@@ -95,7 +101,9 @@ def check_model(model: str) -> Optional[Path]:
 @app.command("annotate")
 def annotate_cli(
     model: str = typer.Argument(
-        ..., help="Pipeline directory or installed package name (on a Ray cluster: loadable on every node)"
+        ...,
+        help="Pipeline directory or installed package name (on a Ray cluster: loadable on every node); "
+        "for --backend onnx*: the export-onnx folder",
     ),
     input_path: Path = typer.Argument(..., help="JSONL (.jsonl, .ndjson, .json) or Parquet (.parquet) file"),
     output_path: Path = typer.Argument(..., help="File to write: Parquet (.parquet) or JSONL (.jsonl, .ndjson, .json)"),
@@ -119,8 +127,11 @@ def annotate_cli(
         help="CPUs (and torch threads) per actor; default: 1 with a GPU, else the cluster's CPUs shared out",
     ),
     gpu: Optional[bool] = typer.Option(
-        None, "--gpu/--no-gpu", help="One GPU per actor (needs cupy); default: if the Ray cluster has GPUs"
+        None,
+        "--gpu/--no-gpu",
+        help="One GPU per actor (needs cupy); default: if the Ray cluster has GPUs (pytorch backend only)",
     ),
+    backend: Backend = typer.Option(Backend.pytorch, "--backend", help=BACKEND_HELP),
     address: Optional[str] = typer.Option(
         None,
         "--address",
@@ -158,7 +169,11 @@ def annotate_cli(
             f"{num_cpus} CPUs cannot hold {actors} actors of {cpus_per_actor or 1:g} CPU(s) (see --cpus-per-actor)",
             param_hint="--num-cpus",
         )
-    inputs = [input_path, check_model(model)]
+    if backend is not Backend.pytorch:
+        if gpu:
+            raise typer.BadParameter("the ONNX backends run on the CPU", param_hint="--gpu")
+        gpu = False
+    inputs = [input_path, check_model(model, backend)]
     check_output(output_path, inputs)
     # No default rejects file beside a device or FIFO (/dev/null): its folder is not the user's.
     if rejects_path is None and not (output_path.exists() and not output_path.is_file()):
@@ -179,7 +194,8 @@ def annotate_cli(
         gpu=gpu,
         address=address,
         num_cpus=num_cpus,
-        describe=load_reason,
+        describe=partial(load_reason, backend=backend),
+        backend=backend,
     )
     with ExitStack() as stack:
         # The rejects file is entered after OUTPUT, so renamed into place first:

@@ -23,6 +23,7 @@ from typing import IO, Any, Deque, Dict, Iterator, Optional
 
 import typer
 
+from ..backends import BACKEND_HELP, Backend
 from ..io.files import atomic_file, check_output
 from ..io.records import (
     NO_ID,
@@ -110,12 +111,15 @@ class Rejects:
 
 @app.command("predict")
 def predict_cli(
-    model: str = typer.Argument(..., help="Pipeline directory or installed package name"),
+    model: str = typer.Argument(
+        ..., help="Pipeline directory or installed package name; for --backend onnx*: the export-onnx folder"
+    ),
     input_path: str = typer.Argument(..., help="Text or JSONL file, '-' for stdin"),
     output_path: str = typer.Argument(..., help="JSONL file to write, '-' for stdout"),
     fmt: Format = typer.Option(Format.auto, "--format", "-f", help="auto: .jsonl/.json by the first record, else text"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     n_process: int = typer.Option(1, "--n-process", min=1, help="Worker processes for nlp.pipe (CPU)"),
+    backend: Backend = typer.Option(Backend.pytorch, "--backend", help=BACKEND_HELP),
     on_error: OnError = typer.Option(OnError.skip, "--on-error", help="skip bad records or stop at the first one"),
     rejects_path: Optional[Path] = typer.Option(
         None,
@@ -154,7 +158,7 @@ def predict_cli(
         # it, so committed first: once OUTPUT is renamed into place, the pair is complete.
         out = sys.stdout.buffer if to_stdout else stack.enter_context(atomic_file(output_path))
         rejects = Rejects(rejects_path if on_error == OnError.skip else None, stack)
-        nlp = load_pipeline(model)
+        nlp = load_pipeline(model, backend)
         if fmt == Format.auto:
             fmt = Format.text if from_stdin else detect_format(Path(input_path))
         written = predict(nlp, source, out, rejects, input_path, output_path, fmt, batch_size, n_process, on_error)

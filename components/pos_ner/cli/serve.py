@@ -1,11 +1,22 @@
 import typer
 
+from ..backends import BACKEND_HELP, Backend
 from ._util import app, load_pipeline
 
 
 @app.command("serve")
 def serve_cli(
-    model: str = typer.Argument(..., envvar="NER_MODEL", help="Pipeline directory or installed package name"),
+    model: str = typer.Argument(
+        ...,
+        envvar="NER_MODEL",
+        help="Pipeline directory or installed package name; for --backend onnx*: the export-onnx folder",
+    ),
+    backend: Backend = typer.Option(
+        Backend.pytorch,
+        "--backend",
+        envvar="NER_BACKEND",
+        help=BACKEND_HELP,
+    ),
     host: str = typer.Option("127.0.0.1", envvar="NER_HOST"),
     port: int = typer.Option(8000, envvar="NER_PORT"),
     max_texts: int = typer.Option(64, envvar="NER_MAX_TEXTS", min=1, help="Most texts per request"),
@@ -29,7 +40,7 @@ def serve_cli(
     """Serve MODEL's entities over HTTP."""
     from ..serving import create_app, log_config, logger, make_server
 
-    nlp = load_pipeline(model)
+    nlp = load_pipeline(model, backend)
     # No model_name: /health takes the name from the model's meta, never the path it was loaded from.
     api = create_app(
         nlp,

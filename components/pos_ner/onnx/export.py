@@ -256,6 +256,10 @@ def export(
     spans = nlp.config["components"][names["transformer"]]["model"]["get_spans"]
     meta = {
         "source": str(source),
+        # the source pipeline's, for onnx_pipeline's meta (and so the service's /health)
+        "name": nlp.meta.get("name", ""),
+        "version": str(nlp.meta.get("version", "")),
+        "spacy_version": str(nlp.meta.get("spacy_version", "")),
         "lang": nlp.lang,
         "labels": list(ner.labels),
         "ner_tags": ner.tag_names,

@@ -7,6 +7,11 @@ getter and the offset-mapping alignment of spacy-transformers), onnxruntime runs
 the component's own decoding (`pos_ner.pipeline_component.set_entities`) sets
 `doc.ents` and `ent._.confidence`; the predicted tags go to `token.tag_`.
 
+`onnx_pipeline` wraps it as a spaCy `Language` (the export's tokenizer, then
+one component, factory `pos_ner_onnx`), so `pos-ner predict`, `serve` and
+`annotate` run an export with `--backend onnx` / `onnx-int8` through the same
+code, and write the same records, as a trained pipeline.
+
 `parity` compares both paths on gold tokens (entity and tag agreement,
 probability differences, seqeval F1 for fp32 and int8).
 """
@@ -14,14 +19,16 @@ probability differences, seqeval F1 for fp32 and int8).
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import onnxruntime
 import spacy
+from spacy.language import Language
 from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc
-from spacy.vocab import create_vocab
+from spacy.util import minibatch
+from spacy.vocab import Vocab, create_vocab
 from thinc.api import NumpyOps
 
 from ..decoding import tag_names
@@ -42,23 +49,41 @@ class OnnxNer:
     """An exported transformer → tagger → pos_ner pipeline on onnxruntime.
     Predicted tags replace any tags the input Docs have."""
 
-    def __init__(self, path: Union[str, Path], quantized: bool = False, threads: int = 0):
+    def __init__(
+        self,
+        path: Union[str, Path],
+        quantized: bool = False,
+        threads: int = 0,
+        vocab: Optional[Vocab] = None,
+        memory_arena: bool = True,
+    ):
+        """`vocab`: the Vocab the tokenizer makes Docs with (default: a new one
+        for the export's language). `memory_arena`: onnxruntime's CPU arena and
+        memory patterns, which keep the buffers of every input shape seen; off,
+        memory stays near one batch's working set."""
         from transformers import AutoTokenizer
 
         path = Path(path)
-        self.meta = json.loads((path / META_FILE).read_text(encoding="utf8"))
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            raise ValueError(f"{path}: not an ONNX export (no {META_FILE}; `pos-ner export-onnx` writes one)")
+        self.meta = json.loads(meta_path.read_text(encoding="utf8"))
         variant = "int8" if quantized else "fp32"
         if variant not in self.meta["models"]:
             raise ValueError(f"{path} has no {variant} model (export with --quantize)")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
+        options.enable_cpu_mem_arena = memory_arena
+        options.enable_mem_pattern = memory_arena
         self.session = onnxruntime.InferenceSession(
             str(path / self.meta["models"][variant]), options, providers=["CPUExecutionProvider"]
         )
         hf_path = str(path / self.meta["hf_tokenizer"])
         self.hf_tokenizer = AutoTokenizer.from_pretrained(hf_path, **self.meta["tokenizer_config"])
         # Not spacy.blank: it would load every installed spaCy plugin (spacy-transformers imports torch).
-        self.vocab = create_vocab(self.meta["lang"], spacy.util.get_lang_class(self.meta["lang"]).Defaults)
+        if vocab is None:
+            vocab = create_vocab(self.meta["lang"], spacy.util.get_lang_class(self.meta["lang"]).Defaults)
+        self.vocab = vocab
         self.tokenizer = Tokenizer(self.vocab).from_disk(path / self.meta["spacy_tokenizer"])
         self.tag_names = list(self.meta["ner_tags"])
         if tag_names(self.meta["labels"]) != self.tag_names:
@@ -160,6 +185,63 @@ class OnnxNer:
         keys = numpy.concatenate([doc.to_array(attrs).reshape(len(doc), len(attrs)) for doc in docs])
         columns = [hash_rows(keys[:, i], f["seed"], f["rows"]) for i, f in enumerate(hashed)]
         return numpy.stack(columns, axis=1)
+
+
+class OnnxNerPipe:
+    """`OnnxNer` as a spaCy pipeline component (factory `pos_ner_onnx`): sets
+    `token.tag_`, `doc.ents` and `ent._.confidence` as the trained pipeline's
+    tagger and ner do."""
+
+    def __init__(self, ner: OnnxNer, name: str = "ner"):
+        self.ner, self.name = ner, name
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.ner.meta["labels"])
+
+    def __call__(self, doc: Doc) -> Doc:
+        return self.ner.annotate([doc])[0]
+
+    def pipe(self, docs: Iterable[Doc], batch_size: int = 32) -> Iterator[Doc]:
+        for batch in minibatch(docs, size=batch_size):
+            yield from self.ner.annotate(list(batch))
+
+
+@Language.factory(
+    "pos_ner_onnx",
+    assigns=["token.tag", "doc.ents", "span._.confidence"],
+    default_config={"path": "", "quantized": False, "threads": 0, "memory_arena": False},
+)
+def make_onnx_pipe(
+    nlp: Language, name: str, path: str, quantized: bool, threads: int, memory_arena: bool
+) -> OnnxNerPipe:
+    """The component of `onnx_pipeline`; `path` is the folder `pos-ner export-onnx` wrote."""
+    return OnnxNerPipe(OnnxNer(path, quantized, threads, vocab=nlp.vocab, memory_arena=memory_arena), name)
+
+
+def onnx_pipeline(
+    path: Union[str, Path], quantized: bool = False, threads: int = 0, memory_arena: bool = False
+) -> Language:
+    """An ONNX export as a spaCy `Language`: its tokenizer, then `pos_ner_onnx`.
+    Its meta has the source model's name and version (exports from before
+    they were recorded: name "onnx_export"), so /health names the model."""
+    path = Path(path)
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise ValueError(f"{path}: not an ONNX export (no {META_FILE}; `pos-ner export-onnx` writes one)")
+    meta = json.loads(meta_path.read_text(encoding="utf8"))
+    nlp = spacy.util.get_lang_class(meta["lang"])()
+    nlp.tokenizer = Tokenizer(nlp.vocab).from_disk(path / meta["spacy_tokenizer"])
+    config = {"path": str(path), "quantized": quantized, "threads": threads, "memory_arena": memory_arena}
+    nlp.add_pipe("pos_ner_onnx", name="ner", config=config)
+    variant = "int8" if quantized else "fp32"
+    nlp.meta.update(
+        name=meta.get("name", "onnx_export"),
+        version=meta.get("version", "0.0.0"),
+        spacy_version=meta.get("spacy_version", nlp.meta.get("spacy_version", "")),
+        description=f"ONNX {variant} export of {meta.get('name', 'a pos_ner pipeline')}",
+    )
+    return nlp
 
 
 def entity_set(docs: List[Doc]) -> set:
