@@ -93,9 +93,12 @@ def make_runner(system: str, args):
 
         return pipe, nlp
     if system in ("onnx-fp32", "onnx-int8"):
-        from pos_ner.onnx import OnnxNer
+        # the ONNX backend as `pos-ner predict --backend onnx|onnx-int8` runs it
+        from pos_ner.onnx.runtime import onnx_pipeline
 
-        ner = OnnxNer(args.onnx_dir, quantized=system == "onnx-int8", threads=threads)
+        ner = onnx_pipeline(
+            args.onnx_dir, quantized=system == "onnx-int8", threads=threads, memory_arena=args.onnx_memory_arena
+        )
 
         def pipe(texts):
             for _ in ner.pipe(texts, batch_size=args.batch_size):
@@ -297,6 +300,7 @@ def run_child(system: str, args, model: str, onnx_dir: str, hf_dir: str, limit_d
             str(args.threads or 0),
             "--hf-stride",
             str(args.hf_stride),
+            *(["--onnx-memory-arena"] if args.onnx_memory_arena else []),
             "--child-output",
             str(out),
         ]
@@ -363,6 +367,11 @@ def parse_args(argv=None):
     p.add_argument("--n-sentences", type=int, default=200, help="sentences sampled for the latency test")
     p.add_argument("--threads", type=int, default=0, help="torch / onnxruntime intra-op threads (0: all cores)")
     p.add_argument("--hf-stride", type=int, default=32, help="HF pipeline chunk overlap for long documents")
+    p.add_argument(
+        "--onnx-memory-arena",
+        action="store_true",
+        help="onnxruntime's CPU memory arena and patterns on (the backend's default: off)",
+    )
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     p.add_argument("--random-bert-base", action="store_true", help="also benchmark a random bert-base-shaped encoder")
     p.add_argument(

@@ -6,12 +6,12 @@ way the result is a spaCy `Language` whose Docs carry the same annotations, so
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from .onnx import META_FILE as ONNX_META_FILE
+
 if TYPE_CHECKING:
     from spacy.language import Language
 
-# What `pos-ner export-onnx` writes last into an export folder (pos_ner.onnx.META_FILE).
-ONNX_META_FILE = "onnx_meta.json"
-
+__all__ = ["BACKEND_HELP", "ONNX_META_FILE", "Backend", "load"]
 
 # The --backend option's help, for every command that has one.
 BACKEND_HELP = "pytorch: the spaCy pipeline; onnx / onnx-int8: its ONNX export (fp32 / int8)"
