@@ -22,6 +22,15 @@ the pipeline's own wordpiece vocab): a spaCy pipeline is built from
 configs/pos_ner.cfg, initialised on a few documents, saved and exported to ONNX
 in a temporary folder. Speed only; its predictions are meaningless.
 
+The spacy-torch row also carries the FLOP ceiling of its encoder on this
+machine: a torch fp32 matmul probe (the shape of the encoder's feed-forward
+layer, the same threads) gives the GFLOP/s the CPU reaches; the encoder's shape
+gives the FLOPs per wordpiece (dense layers plus attention over one window);
+its tokenizer gives the wordpieces per word of the documents. Ceiling words/s =
+GFLOP/s / (FLOP per wordpiece x wordpieces per word), counting each wordpiece
+once (no window overlap, no padding): the share of it the pipeline reaches is
+what overlap, padding and everything outside the encoder's matmuls cost.
+
 --pipelines NAME=PATH,... measures several spaCy pipelines side by side instead
 (e.g. the accuracy and efficiency presets): the spacy-torch measurement of each,
 in its own process, plus its size on disk.
@@ -149,6 +158,8 @@ def measure(system: str, args) -> Dict:
     latencies.sort()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     hwm_kib = vm_hwm_kib()
+    median = statistics.median(runs)
+    ceiling = flop_ceiling(call, texts, median, args.threads or os.cpu_count()) if system == "spacy-torch" else None
     return {
         "system": system,
         "n_docs": len(texts),
@@ -157,7 +168,7 @@ def measure(system: str, args) -> Dict:
         "threads": args.threads or os.cpu_count(),
         "batch_size": args.batch_size,
         "load_seconds": load_s,
-        "words_per_second": statistics.median(runs),
+        "words_per_second": median,
         "words_per_second_min": min(runs),
         "words_per_second_max": max(runs),
         "words_per_second_runs": runs,
@@ -168,6 +179,45 @@ def measure(system: str, args) -> Dict:
         # parent held when it forked, so it is only a fallback.
         "peak_rss_mib": (hwm_kib or peak_kib) / 1024,
         "ru_maxrss_mib": peak_kib / 1024,
+        **({"flop_ceiling": ceiling} if ceiling else {}),
+    }
+
+
+def flop_ceiling(nlp, texts, words_per_second: float, threads: int) -> Optional[Dict]:
+    """The encoder's fp32 FLOP ceiling in words/s on this machine, and the share reached."""
+    import torch
+
+    name, trf = next(((n, p) for n, p in nlp.pipeline if hasattr(getattr(p, "model", None), "transformer")), (0, 0))
+    if not name:  # a CNN pipeline: no encoder to bound
+        return None
+    config, tokenizer = trf.model.transformer.config, trf.model.tokenizer
+    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    getter = nlp.config["components"][name]["model"].get("get_spans", {})
+    window = int(getter.get("window", config.max_position_embeddings))
+    # per wordpiece and layer: Q, K, V and output projections (4 h^2 multiply-adds),
+    # the feed-forward layer (2 h i), attention scores and their weighted sum (2 h w)
+    flop_per_wordpiece = 2 * layers * (4 * hidden * hidden + 2 * hidden * inner + 2 * hidden * window)
+    words = [text.split(" ") for text in texts]
+    pieces = tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    pieces_per_word = sum(map(len, pieces)) / sum(map(len, words))
+    torch.set_num_threads(threads)
+    a, b = torch.randn(4096, hidden), torch.randn(hidden, inner)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(20):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    gflops = 2 * 4096 * hidden * inner / best / 1e9
+    ceiling = gflops * 1e9 / (flop_per_wordpiece * pieces_per_word)
+    return {
+        "matmul_gflops": gflops,
+        "encoder": {"layers": layers, "hidden": hidden, "intermediate": inner, "window": window},
+        "mflop_per_wordpiece": flop_per_wordpiece / 1e6,
+        "wordpieces_per_word": pieces_per_word,
+        "ceiling_words_per_second": ceiling,
+        "share_of_ceiling": words_per_second / ceiling,
     }
 
 
@@ -352,6 +402,14 @@ def format_table(title: str, results: Dict) -> str:
     lines = [head] + [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows
     ]
+    for name, r in results.items():
+        if "flop_ceiling" in r:
+            c = r["flop_ceiling"]
+            lines.append(
+                f"{name}: FLOP ceiling {c['ceiling_words_per_second']:.0f} words/s (matmul probe "
+                f"{c['matmul_gflops']:.0f} GFLOP/s, {c['mflop_per_wordpiece']:.1f} MFLOP per wordpiece, "
+                f"{c['wordpieces_per_word']:.2f} wordpieces per word): {100 * c['share_of_ceiling']:.0f} % reached"
+            )
     return "\n".join(lines)
 
 

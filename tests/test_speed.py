@@ -49,6 +49,13 @@ def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
         assert r["latency_ms_p50"] > 0, name
         assert r["peak_rss_mib"] > 0, name
     assert "spacy-torch" in proc.stdout and "words/s" in proc.stdout
+    # the encoder's FLOP ceiling: the tiny BERT's shape, a positive probe, the share printed
+    ceiling = results["spacy-torch"]["flop_ceiling"]
+    assert ceiling["encoder"]["window"] > 0 and ceiling["matmul_gflops"] > 0
+    assert ceiling["wordpieces_per_word"] >= 1
+    share = results["spacy-torch"]["words_per_second"] / ceiling["ceiling_words_per_second"]
+    assert ceiling["share_of_ceiling"] == pytest.approx(share)
+    assert "FLOP ceiling" in proc.stdout and "% reached" in proc.stdout
 
 
 def test_missing_export_names_the_step_to_run(tiny_pipeline_dir, tmp_path):
