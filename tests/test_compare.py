@@ -319,3 +319,129 @@ def test_missing_corpus_is_named(tmp_path, tiny_bert):
             assert f"{folder}/{split}.spacy" in flat
     assert "notexist" in flat
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- learning curves
+
+
+def read_docs(path):
+    from spacy.vocab import Vocab
+
+    return list(DocBin().from_disk(path).get_docs(Vocab()))
+
+
+def test_a_training_subset_is_whole_documents_cut_at_a_sentence(tmp_path):
+    docs = make_docs(16, seed=1)
+    train = write_docbin(tmp_path / "train.spacy", docs)
+    total = sum(len(list(doc.sents)) for doc in docs)
+    by_text = {doc.text: doc for doc in docs}
+    for n in (1, 5, total // 2, total):
+        path = compare.train_subset(train, n, tmp_path / "subsets")
+        subset = read_docs(path)
+        assert sum(len(list(doc.sents)) for doc in subset) == n
+        *whole, last = subset
+        assert all(doc.text in by_text for doc in whole)  # untouched documents
+        source = next(doc for doc in docs if doc.text.startswith(last.text))  # a sentence-boundary prefix
+        assert [(e.start, e.end, e.label_) for e in last.ents] == [
+            (e.start, e.end, e.label_) for e in source.ents if e.end <= len(last)
+        ]
+        assert [t.tag_ for t in last] == [t.tag_ for t in source[: len(last)]]
+        assert compare.corpus_sentences(path) == n
+    # the same N, the same subset: a fixed order, and the file is reused, not redrawn
+    again = compare.train_subset(train, 5, tmp_path / "other")
+    assert [d.text for d in read_docs(again)] == [d.text for d in read_docs(tmp_path / "subsets" / "train-5.spacy")]
+    # bigger subsets extend smaller ones (one shuffled order, read further)
+    small, big = (
+        read_docs(tmp_path / "subsets" / "train-5.spacy"),
+        read_docs(tmp_path / "subsets" / f"train-{total}.spacy"),
+    )
+    assert [d.text for d in small[:-1]] == [d.text for d in big[: len(small) - 1]]
+    with pytest.raises(compare.DefinitionError, match=f"train_sentences {total + 1}: .*train.spacy has only {total}"):
+        compare.train_subset(train, total + 1, tmp_path / "subsets")
+
+
+@pytest.mark.parametrize("value", [0, -3, "500", 2.5, True])
+def test_subset_sizes_and_epochs_must_be_positive_integers(tmp_path, value):
+    for key in ("train_sentences", "epochs"):
+        path = tmp_path / "curve.yml"
+        path.write_text(f"epochs: 1\nseeds: [0]\nsystems:\n  a:\n    config: x.cfg\n    {key}: {json.dumps(value)}\n")
+        with pytest.raises(compare.DefinitionError, match=f"system 'a': {key} must be a positive whole number"):
+            compare.load_definition(path)
+
+
+def test_a_system_with_its_own_epochs_gets_their_steps(corpora):
+    corpus = {split: corpora / "documents" / f"{split}.spacy" for split in ("train", "dev", "test")}
+    system = {"config": str(ROOT / "configs" / "pos_ner.cfg"), "epochs": 3}
+    per_epoch = compare.steps_per_epoch(ROOT / "configs" / "pos_ner.cfg", corpus["train"])
+    overrides = compare.spacy_overrides(system, 0, corpus, {"epochs": 1, "warmup_share": 0.1}, "bert")
+    assert overrides["training.max_epochs"] == 3
+    assert overrides["training.optimizer.learn_rate.total_steps"] == 3 * per_epoch
+    shared = compare.spacy_overrides({"config": system["config"]}, 0, corpus, {"epochs": 2}, "bert")
+    assert shared["training.max_epochs"] == 2
+    assert shared["training.optimizer.learn_rate.total_steps"] == 2 * per_epoch
+
+
+def test_the_learning_curve_figure(tmp_path):
+    from pos_ner.evaluation.plots import plot_learning_curve
+
+    def row(series, n, f1s):
+        stats = {"mean": sum(f1s) / len(f1s), "min": min(f1s), "max": max(f1s)}
+        return {"series": series, "train_sentences": n, "test_f1": stats, "seeds": list(range(len(f1s)))}
+
+    rows = [row("POS on", n, [f, f + 0.01]) for n, f in ((500, 0.6), (2000, 0.75), (14041, 0.88))]
+    rows += [row("POS off", n, [f]) for n, f in ((500, 0.55), (14041, 0.88))]
+    plot_learning_curve(rows, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+CURVE = """
+epochs: 1
+seeds: [0]
+systems:
+  pos_few:
+    config: configs/pos_ner.cfg
+    series: POS on
+    train_sentences: 5
+    epochs: 2
+  pos_all:
+    config: configs/pos_ner.cfg
+    series: POS on
+"""
+
+
+@pytest.mark.slow
+def test_a_learning_curve_trains_on_the_subsets_and_draws_them(tmp_path, tiny_bert, corpora):
+    definition = tmp_path / "curve.yml"
+    definition.write_text(CURVE, encoding="utf8")
+    args = [str(definition), "--transformer", str(tiny_bert), "--corpus", str(corpora / "documents")]
+    args += ["--workdir", str(tmp_path / "runs"), "--output", str(tmp_path / "curve.json"), "--gpu", "-1"]
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "curve.json").read_text())
+    total = compare.corpus_sentences(corpora / "documents" / "train.spacy")
+    runs = {r["system"]: r for r in report["runs"]}
+    assert (runs["pos_few"]["train_sentences"], runs["pos_few"]["epochs"]) == (5, 2)
+    assert (runs["pos_all"]["train_sentences"], runs["pos_all"]["epochs"]) == (total, 1)
+    subset = tmp_path / "runs" / "subsets" / "documents" / "train-5.spacy"
+    config = load_config(tmp_path / "runs" / "pos_few-seed0" / "model-last" / "config.cfg")
+    assert config["paths"]["train"] == str(subset.resolve()) and config["training"]["max_epochs"] == 2
+    assert [row["series"] for row in report["systems"]] == ["POS on", "POS on"]
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_shipped_learning_curve_compares_pos_on_and_off_at_each_size():
+    """configs/curve.yml loads, and at every size it has the default and the
+    default without POS, in two series (the configs themselves train in
+    test_pos_ner's matrix: they are compare.yml's pos_ner and no_pos)."""
+    import srsly
+
+    definition = compare.load_definition(ROOT / "configs" / "curve.yml")
+    known = {
+        json.dumps(s.get("overrides", {}))
+        for s in srsly.read_yaml(ROOT / "configs" / "compare.yml")["systems"].values()
+    }
+    by_size = {}
+    for system in definition["systems"].values():
+        assert json.dumps(system.get("overrides", {})) in known
+        by_size.setdefault(system["train_sentences"], set()).add(system["series"])
+    assert len(by_size) == 3 and all(len(series) == 2 for series in by_size.values())

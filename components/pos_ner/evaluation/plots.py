@@ -33,6 +33,29 @@ def plot_confusion(confusion: Dict, path: Path) -> None:
     save(fig, path)
 
 
+def plot_learning_curve(rows: List[Dict], path: Path) -> None:
+    """Test F1 against the number of training sentences, one line per series
+    (mean over the seeds), its band the seeds' min to max."""
+    series: Dict[str, List[Dict]] = {}
+    for row in rows:
+        if row.get("train_sentences"):
+            series.setdefault(row["series"], []).append(row)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in series.items():
+        points.sort(key=lambda row: row["train_sentences"])
+        x = [row["train_sentences"] for row in points]
+        mean = [100 * row["test_f1"]["mean"] for row in points]
+        ax.plot(x, mean, marker="o", label=f"{name} (seeds: {max(len(row['seeds']) for row in points)})")
+        low = [100 * row["test_f1"]["min"] for row in points]
+        high = [100 * row["test_f1"]["max"] for row in points]
+        ax.fill_between(x, low, high, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set(xlabel="training sentences", ylabel="test micro F1 (%)", title="Learning curve (band: min-max over seeds)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    save(fig, path)
+
+
 def save(fig: Figure, path: Path) -> None:
     """Write `fig` as PNG via a temporary file, then close it."""
     try:

@@ -8,10 +8,20 @@ gold tokens of dev and test); a `script` system (the Hugging Face baseline)
 trains and scores itself with the same seqeval functions. Paths in the
 definition are relative to the working directory (the project's folder). A run
 whose result file exists is not re-run, so an interrupted comparison resumes.
+
+A learning curve is a definition whose systems train on part of the corpus:
+`train_sentences: N` gives a system the first N sentences of the training
+documents in a fixed shuffled order (whole documents, the last one cut at a
+sentence boundary), the same subset for every system and seed with that N, so
+runs pair up; `epochs` per system overrides the shared number (a small subset
+needs more epochs for a comparable number of steps); `series` names the line
+the system belongs to in the curve's figure (`<output>.png`, test F1 against the
+training sentences, mean and min-max band over the seeds).
 """
 
 import json
 import platform
+import random
 import statistics
 import sys
 from datetime import datetime, timezone
@@ -23,7 +33,8 @@ import srsly
 from spacy.tokens import DocBin
 from spacy.util import load_config, registry
 
-from ..io.files import write_text
+from ..evaluation.plots import plot_learning_curve
+from ..io.files import atomic_file, write_text
 from .runner import RunFailed, micro_f1, run_command, run_experiment
 
 TYPES = ("LOC", "MISC", "ORG", "PER")
@@ -46,7 +57,55 @@ def load_definition(path: Path) -> Dict:
     for name, system in definition["systems"].items():
         if ("config" in system) == ("script" in system):
             raise DefinitionError(f"{path}: system '{name}' needs exactly one of 'config' or 'script'")
+        for key in ("train_sentences", "epochs"):
+            value = system.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise DefinitionError(f"{path}: system '{name}': {key} must be a positive whole number, not {value!r}")
     return definition
+
+
+def epochs_of(system: Dict, definition: Dict) -> int:
+    return system.get("epochs", definition["epochs"])
+
+
+def sentences(doc) -> list:
+    return list(doc.sents) if doc.has_annotation("SENT_START") else [doc[:]]
+
+
+def train_subset(train_path: Path, n_sentences: int, folder: Path) -> Path:
+    """The first `n_sentences` sentences of the training documents in a fixed
+    shuffled order (seed 0, whatever the run's seed): whole documents, the last
+    one cut after its sentence that reaches the count. Written once to
+    `folder/train-N.spacy` and reused, so every run with this N trains on it."""
+    path = folder / f"train-{n_sentences}.spacy"
+    if path.exists():
+        return path
+    vocab = spacy.blank("en").vocab
+    docs = list(DocBin(store_user_data=True).from_disk(train_path).get_docs(vocab))
+    available = sum(len(sentences(doc)) for doc in docs)
+    if n_sentences > available:
+        raise DefinitionError(f"train_sentences {n_sentences}: {train_path} has only {available} sentences")
+    random.Random(0).shuffle(docs)
+    chosen, count = [], 0
+    for doc in docs:
+        sents = sentences(doc)
+        if count + len(sents) <= n_sentences:
+            chosen.append(doc)
+            count += len(sents)
+        else:
+            chosen.append(doc[: sents[n_sentences - count - 1].end].as_doc())
+            count = n_sentences
+        if count == n_sentences:
+            break
+    subset = DocBin(store_user_data=True, docs=chosen)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as file:
+        file.write(subset.to_bytes())
+    return path
+
+
+def corpus_sentences(path: Path) -> int:
+    return sum(len(sentences(doc)) for doc in DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
 
 
 def runs(definition: Dict, only: Optional[List[str]], seeds: Optional[List[int]] = None) -> List[Dict]:
@@ -82,7 +141,8 @@ def has_transformer(config_path: Path) -> bool:
 def spacy_overrides(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict, transformer: str) -> Dict:
     """The shared budget as config overrides, then the system's own."""
     config = Path(system["config"])
-    steps = steps_per_epoch(config, corpus["train"]) * definition["epochs"]
+    epochs = epochs_of(system, definition)
+    steps = steps_per_epoch(config, corpus["train"]) * epochs
     # A config without a transformer (the CNN preset) has no encoder to set.
     encoder = {"components.transformer.model.name": transformer} if has_transformer(config) else {}
     return {
@@ -90,7 +150,7 @@ def spacy_overrides(system: Dict, seed: int, corpus: Dict[str, Path], definition
         "paths.dev": str(corpus["dev"]),
         **encoder,
         "system.seed": seed,
-        "training.max_epochs": definition["epochs"],
+        "training.max_epochs": epochs,
         "training.max_steps": 0,
         # The runs are scored after training; spaCy's own evaluation (at step 0
         # and never again) only has to run, so it gets one dev document.
@@ -114,7 +174,7 @@ def run_script(
         str(corpus["train"]),
         str(out / "model"),
         "--epochs",
-        str(definition["epochs"]),
+        str(epochs_of(system, definition)),
         "--seed",
         str(seed),
         "--warmup-share",
@@ -160,7 +220,11 @@ def run_one(
     if result_path.exists():
         print(f"{name}: done before, kept ({result_path})", flush=True)
         return json.loads(result_path.read_text(encoding="utf8"))
-    corpus = corpora[system.get("corpus", "documents")]
+    kind = system.get("corpus", "documents")
+    corpus = corpora[kind]
+    if system.get("train_sentences"):
+        subset = train_subset(corpus["train"], system["train_sentences"], workdir / "subsets" / kind)
+        corpus = {**corpus, "train": subset}
     print(f"{name}: training ...", flush=True)
     if "script" in system:
         outcome = run_script(system, run["seed"], corpus, definition, transformer, gpu, out)
@@ -169,10 +233,12 @@ def run_one(
         splits = {split: corpus[split] for split in ("dev", "test")}
         outcome = run_experiment(Path(system["config"]), out, overrides, splits, gpu, model="model-last")
     seconds = outcome["train_seconds"]
-    train_words = corpus_words(corpus["train"]) * definition["epochs"]
+    train_words = corpus_words(corpus["train"]) * epochs_of(system, definition)
     dev, test = summary(outcome["dev"]), summary(outcome["test"])
     result = {
         **run,
+        "epochs": epochs_of(system, definition),
+        "train_sentences": corpus_sentences(corpus["train"]),
         "train_minutes": seconds / 60,
         "train_words_per_second": train_words / seconds,
         "dev_f1": dev["f1"],
@@ -205,7 +271,15 @@ def aggregate(results: List[Dict], definition: Dict) -> List[Dict]:
             "inference_words_per_second": [r["inference_words_per_second"] for r in mine],
             **{f"test_{t}_f1": [r["test_per_type_f1"].get(t, 0.0) for r in mine] for t in TYPES},
         }
-        row = {"system": name, "help": system.get("help", ""), "seeds": [r["seed"] for r in mine]}
+        row = {
+            "system": name,
+            "help": system.get("help", ""),
+            "seeds": [r["seed"] for r in mine],
+            "series": system.get("series", name),
+            "epochs": epochs_of(system, definition),
+            # runs finished before the count was recorded have none
+            "train_sentences": next((r["train_sentences"] for r in mine if "train_sentences" in r), None),
+        }
         for key, values in columns.items():
             row[key] = {
                 "mean": statistics.fmean(values),
@@ -300,5 +374,7 @@ def compare(
     }
     write_text(output, json.dumps(report, indent=2))
     write_text(markdown_path(output), markdown)
+    if any(system.get("train_sentences") for system in definition["systems"].values()) and rows:
+        plot_learning_curve(rows, output.with_suffix(".png"))
     report["markdown"] = markdown
     return report
