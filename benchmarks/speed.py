@@ -106,7 +106,11 @@ def make_runner(system: str, args):
         from pos_ner.onnx.runtime import onnx_pipeline
 
         ner = onnx_pipeline(
-            args.onnx_dir, quantized=system == "onnx-int8", threads=threads, memory_arena=args.onnx_memory_arena
+            args.onnx_dir,
+            quantized=system == "onnx-int8",
+            threads=threads,
+            memory_arena=bool(args.onnx_memory_arena),
+            memory_pattern=bool(args.onnx_memory_pattern),
         )
 
         def pipe(texts):
@@ -350,7 +354,8 @@ def run_child(system: str, args, model: str, onnx_dir: str, hf_dir: str, limit_d
             str(args.threads or 0),
             "--hf-stride",
             str(args.hf_stride),
-            *(["--onnx-memory-arena"] if args.onnx_memory_arena else []),
+            f"--onnx-memory-arena={int(args.onnx_memory_arena)}",
+            f"--onnx-memory-pattern={int(args.onnx_memory_pattern)}",
             "--child-output",
             str(out),
         ]
@@ -427,8 +432,17 @@ def parse_args(argv=None):
     p.add_argument("--hf-stride", type=int, default=32, help="HF pipeline chunk overlap for long documents")
     p.add_argument(
         "--onnx-memory-arena",
-        action="store_true",
-        help="onnxruntime's CPU memory arena and patterns on (the backend's default: off)",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="onnxruntime's CPU memory arena (1, the backend's default) or plain allocations (0)",
+    )
+    p.add_argument(
+        "--onnx-memory-pattern",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="onnxruntime's per-shape memory patterns (the backend's default: 0, off)",
     )
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     p.add_argument("--random-bert-base", action="store_true", help="also benchmark a random bert-base-shaped encoder")

@@ -206,6 +206,24 @@ def test_onnx_pipeline_is_a_spacy_language(onnx_dir, nlp):
     assert entities(onnx_nlp(TEXTS[0])) == entities(refs[0])
 
 
+def test_the_backend_keeps_the_memory_arena_and_drops_the_per_shape_patterns(onnx_dir):
+    """The session options the measurement chose (RESULTS.md, "ONNX session options"):
+    the arena on (its speed), memory patterns off (the memory they hold); both
+    settable through the factory's config, so a pipeline's config.cfg records them."""
+    from pos_ner.onnx.runtime import onnx_pipeline
+
+    def options(nlp):
+        return nlp.get_pipe("ner").ner.session.get_session_options()
+
+    default = onnx_pipeline(onnx_dir)
+    assert options(default).enable_cpu_mem_arena and not options(default).enable_mem_pattern
+    assert default.config["components"]["ner"]["memory_pattern"] is False
+    other = onnx_pipeline(onnx_dir, memory_arena=False, memory_pattern=True)
+    assert not options(other).enable_cpu_mem_arena and options(other).enable_mem_pattern
+    plain = OnnxNer(onnx_dir).session.get_session_options()
+    assert plain.enable_cpu_mem_arena and not plain.enable_mem_pattern
+
+
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
 def test_predict_backends_write_the_same_records(backend, onnx_dir, tiny_pipeline_dir, tmp_path):
     source = tmp_path / "in.jsonl"

@@ -102,3 +102,19 @@ def test_pipelines_side_by_side(tiny_pipeline_dir, tmp_path):
         missing.returncode == 1
         and missing.stderr.strip() == f"speed.py: not found: x={tmp_path / 'none'}: train them first"
     )
+
+
+@pytest.mark.slow
+def test_onnx_session_options_benchmark(tiny_onnx_dir, tmp_path):
+    """benchmarks/onnx_session.py: all 8 settings (fp32/int8 x arena x patterns), each measured."""
+    data = write_docbin(tmp_path / "dev.spacy", make_docs(3, seed=5))
+    output = tmp_path / "session.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "onnx_session.py"), "--onnx-dir", str(tiny_onnx_dir)]
+    command += ["--data", str(data), "--limit-docs", "2", "--repeats", "1", "--threads", "1", "--output", str(output)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(output.read_text())["results"]
+    settings = {(r["model"], r["memory_arena"], r["memory_pattern"]) for r in results}
+    assert len(settings) == 8
+    assert all(r["n_docs"] == 2 and r["words_per_second"] > 0 and r["peak_rss_mib"] > 0 for r in results)
+    assert proc.stdout.count("words/s") == 8

@@ -56,11 +56,14 @@ class OnnxNer:
         threads: int = 0,
         vocab: Optional[Vocab] = None,
         memory_arena: bool = True,
+        memory_pattern: bool = False,
     ):
         """`vocab`: the Vocab the tokenizer makes Docs with (default: a new one
-        for the export's language). `memory_arena`: onnxruntime's CPU arena and
-        memory patterns, which keep the buffers of every input shape seen; off,
-        memory stays near one batch's working set."""
+        for the export's language). `memory_arena`: onnxruntime's CPU memory
+        arena (reused buffers: 1.2-1.3x the words/s of plain allocations on
+        MiniLM, for ~0.1 GB); `memory_pattern`: its per-shape allocation plans,
+        which add no speed there but keep ~0.9 GB more, so they are off
+        (benchmarks/RESULTS.md, "ONNX session options")."""
         from transformers import AutoTokenizer
 
         path = Path(path)
@@ -74,7 +77,7 @@ class OnnxNer:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.enable_cpu_mem_arena = memory_arena
-        options.enable_mem_pattern = memory_arena
+        options.enable_mem_pattern = memory_pattern
         self.session = onnxruntime.InferenceSession(
             str(path / self.meta["models"][variant]), options, providers=["CPUExecutionProvider"]
         )
@@ -210,17 +213,22 @@ class OnnxNerPipe:
 @Language.factory(
     "pos_ner_onnx",
     assigns=["token.tag", "doc.ents", "span._.confidence"],
-    default_config={"path": "", "quantized": False, "threads": 0, "memory_arena": False},
+    default_config={"path": "", "quantized": False, "threads": 0, "memory_arena": True, "memory_pattern": False},
 )
 def make_onnx_pipe(
-    nlp: Language, name: str, path: str, quantized: bool, threads: int, memory_arena: bool
+    nlp: Language, name: str, path: str, quantized: bool, threads: int, memory_arena: bool, memory_pattern: bool
 ) -> OnnxNerPipe:
     """The component of `onnx_pipeline`; `path` is the folder `pos-ner export-onnx` wrote."""
-    return OnnxNerPipe(OnnxNer(path, quantized, threads, vocab=nlp.vocab, memory_arena=memory_arena), name)
+    ner = OnnxNer(path, quantized, threads, vocab=nlp.vocab, memory_arena=memory_arena, memory_pattern=memory_pattern)
+    return OnnxNerPipe(ner, name)
 
 
 def onnx_pipeline(
-    path: Union[str, Path], quantized: bool = False, threads: int = 0, memory_arena: bool = False
+    path: Union[str, Path],
+    quantized: bool = False,
+    threads: int = 0,
+    memory_arena: bool = True,
+    memory_pattern: bool = False,
 ) -> Language:
     """An ONNX export as a spaCy `Language`: its tokenizer, then `pos_ner_onnx`.
     Its meta has the source model's name and version (exports from before
@@ -232,7 +240,8 @@ def onnx_pipeline(
     meta = json.loads(meta_path.read_text(encoding="utf8"))
     nlp = spacy.util.get_lang_class(meta["lang"])()
     nlp.tokenizer = Tokenizer(nlp.vocab).from_disk(path / meta["spacy_tokenizer"])
-    config = {"path": str(path), "quantized": quantized, "threads": threads, "memory_arena": memory_arena}
+    config = {"path": str(path), "quantized": quantized, "threads": threads}
+    config.update(memory_arena=memory_arena, memory_pattern=memory_pattern)
     nlp.add_pipe("pos_ner_onnx", name="ner", config=config)
     variant = "int8" if quantized else "fp32"
     nlp.meta.update(
