@@ -310,7 +310,7 @@ def test_concat_per_doc_with_a_real_listener_that_is_not_the_last(tiny_bert, mon
     assert history[-1] < history[0]
 
 
-DEFINITIONS = ["compare", "screen", "presets"]
+DEFINITIONS = ["compare", "screen", "presets", "cnn_screen"]
 
 
 def _compare_systems():
