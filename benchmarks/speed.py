@@ -514,13 +514,15 @@ def main(argv=None) -> Dict:
         return result
     if args.pipelines:
         return compare_pipelines(args)
+    needs_onnx = args.random_bert_base or any(system.startswith("onnx") for system in args.systems)
+    needs = [
+        (args.model, "spacy project run train"),
+        *([(args.onnx_dir, "spacy project run export-onnx")] if needs_onnx else []),
+        (args.data, "spacy project run convert"),
+    ]
     missing = [
         f"{path} ({step})"
-        for path, step in [
-            (args.model, "spacy project run train"),
-            (args.onnx_dir, "spacy project run export-onnx"),
-            (args.data, "spacy project run convert"),
-        ]
+        for path, step in needs
         if not Path(path).exists() and not (path == args.model and is_package(path))
     ]
     if missing:  # one line, the step to run first: not a traceback from a child process

@@ -146,6 +146,31 @@ def test_concat_per_doc_survives_a_listener_that_returns_none():
         backprop([numpy.ones((3, 6), dtype="f")])
 
 
+def test_thinc_parameter_averages_skip_pytorch_weights():
+    """Why the transformer configs keep `use_averages = false`: thinc's optimizer
+    averages a PyTorch layer's weights under keys that `use_params` does not read,
+    so the averaged weights (which spaCy evaluates and saves) would be the heads'
+    averages on top of the encoder's last weights. If this starts failing, thinc
+    has fixed it and averaging becomes a candidate for the transformer too."""
+    torch = pytest.importorskip("torch")
+    from thinc.api import Adam, Linear, PyTorchWrapper, chain
+
+    torch.manual_seed(0)
+    model = chain(PyTorchWrapper(torch.nn.Linear(4, 4)), Linear(2, 4))
+    model.initialize(X=numpy.zeros((1, 4), dtype="f"))
+    optimizer = Adam(0.1, use_averages=True)
+    for _ in range(5):
+        output, backprop = model.begin_update(numpy.ones((3, 4), dtype="f"))
+        backprop(numpy.ones_like(output))
+        model.finish_update(optimizer)
+    encoder, head = model.layers[0].shims[0]._model, model.layers[1]
+    assert {str(key[1]) for key in optimizer.averages} >= {"weight", "bias", "W", "b"}
+    last_encoder, last_head = encoder.weight.detach().clone(), head.get_param("W").copy()
+    with model.use_params(optimizer.averages):
+        assert not numpy.array_equal(head.get_param("W"), last_head)
+        assert torch.equal(encoder.weight.detach(), last_encoder)
+
+
 def test_first_update_sends_gradient_to_the_encoder():
     """A zero-initialised output layer would pass back exactly zero: on CoNLL the
     encoder then learnt only the tagger's objective for most of an epoch."""

@@ -69,6 +69,16 @@ def test_missing_export_names_the_step_to_run(tiny_pipeline_dir, tmp_path):
         f"{tmp_path / 'dev.spacy'} (spacy project run convert): run the step named first"
     ]
     assert not (tmp_path / "speed.json").exists()
+    # Without an ONNX system the export is not needed.
+    result = subprocess.run(
+        [*command, "--systems", "spacy-torch,hf-pipeline", "--output", str(tmp_path / "speed.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"speed.py: not found: {tmp_path / 'dev.spacy'} (spacy project run convert): run the step named first"
+    ]
 
 
 @pytest.mark.slow
