@@ -95,6 +95,26 @@ def test_batch_of_mixed_lengths_matches_pytorch(onnx_ner, nlp):
             assert ent._.confidence == pytest.approx(ref_ent._.confidence, abs=1e-4)
 
 
+def test_documents_run_in_length_groups_with_the_same_output(onnx_dir, nlp):
+    """Small groups (many graph runs, each padded to its own longest window) give
+    what one padded run gives, in the input order."""
+    long_doc = make_doc(nlp.vocab, random.Random(4), n_sents=40)
+    docs = [untagged(doc) for doc in [*make_docs(5, seed=21, vocab=nlp.vocab), long_doc, Doc(nlp.vocab, words=[])]]
+    one_run, grouped = OnnxNer(onnx_dir, max_batch_tokens=10**9), OnnxNer(onnx_dir, max_batch_tokens=40)
+    runs = []
+    real_run = grouped.session.run
+    grouped.session = type("Session", (), {"run": lambda _, *args: runs.append(args[1]) or real_run(*args)})()
+    expected, got = one_run.predict(docs), grouped.predict(docs)
+    assert len(runs) > 2
+    widths = {feed["input_ids"].shape[1] for feed in runs}
+    assert len(widths) > 1  # short documents are not padded to the long one's windows
+    for column, other in zip(expected, got):
+        assert len(column) == len(other) == len(docs)
+        for a, b in zip(column, other):
+            assert a.shape == b.shape
+            numpy.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_texts_match_pytorch(onnx_ner, nlp):
     for doc, ref in zip(onnx_ner.pipe(TEXTS, batch_size=3), nlp.pipe(TEXTS)):
         assert [(t.text, t.tag_) for t in doc] == [(t.text, t.tag_) for t in ref]

@@ -15,9 +15,10 @@ one measured. Outputs other than `last_hidden_state` and `pooler_output` (hidden
 states or attentions asked for in `transformer_config`) fall back to one batch.
 """
 
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Sequence, Tuple
 
-from spacy_transformers.data_classes import WordpieceBatch
+if TYPE_CHECKING:  # spacy-transformers imports torch; the ONNX runtime groups documents without it
+    from spacy_transformers.data_classes import WordpieceBatch
 
 GROUPED_OUTPUTS = {"last_hidden_state", "pooler_output"}
 
@@ -37,7 +38,9 @@ def length_groups(lengths: Sequence[int], max_wordpieces: int) -> List[List[int]
     return groups
 
 
-def _rows(wordpieces: WordpieceBatch, rows: List[int]) -> WordpieceBatch:
+def _rows(wordpieces: "WordpieceBatch", rows: List[int]) -> "WordpieceBatch":
+    from spacy_transformers.data_classes import WordpieceBatch
+
     width = max(wordpieces.lengths[i] for i in rows)
     token_type_ids = wordpieces.token_type_ids
     return WordpieceBatch(
@@ -62,7 +65,7 @@ class GroupedByLength:
         self.forward = forward
         self.max_wordpieces = max_wordpieces
 
-    def __call__(self, model: Any, wordpieces: WordpieceBatch, is_train: bool) -> Tuple[Any, Callable]:
+    def __call__(self, model: Any, wordpieces: "WordpieceBatch", is_train: bool) -> Tuple[Any, Callable]:
         if is_train or self.max_wordpieces <= 0 or len(wordpieces) < 2:
             return self.forward(model, wordpieces, is_train)
         groups = length_groups(wordpieces.lengths, self.max_wordpieces)

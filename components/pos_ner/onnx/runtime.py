@@ -32,6 +32,7 @@ from spacy.vocab import Vocab, create_vocab
 from thinc.api import NumpyOps
 
 from ..decoding import tag_names
+from ..layers.length_groups import length_groups
 from ..pipeline_component import install_extensions, set_entities
 from ..windows import WORDPIECE_WINDOWS, window_bounds, wordpiece_counts
 from . import META_FILE
@@ -57,13 +58,15 @@ class OnnxNer:
         vocab: Optional[Vocab] = None,
         memory_arena: bool = True,
         memory_pattern: bool = False,
+        max_batch_tokens: int = 4096,
     ):
         """`vocab`: the Vocab the tokenizer makes Docs with (default: a new one
         for the export's language). `memory_arena`: onnxruntime's CPU memory
         arena (reused buffers: 1.2-1.3x the words/s of plain allocations on
         MiniLM, for ~0.1 GB); `memory_pattern`: its per-shape allocation plans,
         which add no speed there but keep ~0.9 GB more, so they are off
-        (benchmarks/RESULTS.md, "ONNX session options")."""
+        (benchmarks/RESULTS.md, "ONNX session options"). `max_batch_tokens`:
+        the most tokens of one graph run (documents of similar length together)."""
         from transformers import AutoTokenizer
 
         path = Path(path)
@@ -91,6 +94,7 @@ class OnnxNer:
         self.tag_names = list(self.meta["ner_tags"])
         if tag_names(self.meta["labels"]) != self.tag_names:
             raise ValueError("the pos_ner code orders the BIO tags differently from the exported model")
+        self.max_batch_tokens = max_batch_tokens
         install_extensions()
 
     def __call__(self, item: Union[str, Doc]) -> Doc:
@@ -121,7 +125,21 @@ class OnnxNer:
         set_entities(docs, probs, self.tag_names)
 
     def predict(self, docs: Sequence[Doc]) -> Tuple[List[numpy.ndarray], List[numpy.ndarray], List[numpy.ndarray]]:
-        """Per doc: tag ids, tagger scores and NER probabilities (over meta["ner_tags"])."""
+        """Per doc: tag ids, tagger scores and NER probabilities (over meta["ner_tags"]).
+
+        The documents run in groups of similar length of at most `max_batch_tokens`
+        tokens (as the pipeline's transformer does), so that the windows of a short
+        document are not padded to a long one's."""
+        outputs: List[Any] = [None] * len(docs)
+        for group in length_groups([len(doc) for doc in docs], self.max_batch_tokens):
+            for i, doc_outputs in zip(group, zip(*self._predict_group([docs[i] for i in group]))):
+                outputs[i] = doc_outputs
+        tag_ids, tag_scores, ner_probs = (list(column) for column in zip(*outputs)) if docs else ([], [], [])
+        return tag_ids, tag_scores, ner_probs
+
+    def _predict_group(
+        self, docs: Sequence[Doc]
+    ) -> Tuple[List[numpy.ndarray], List[numpy.ndarray], List[numpy.ndarray]]:
         lengths = [len(doc) for doc in docs]
         n_tags, n_ner = len(self.meta["tagger_labels"]), len(self.meta["ner_tags"])
         if not sum(lengths):
