@@ -6,10 +6,11 @@ import pytest
 import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spacy.util import load_config, load_model_from_config
 
 from pos_ner.layers.length_groups import length_groups
 
-from conftest import build_nlp, make_docs, make_examples
+from conftest import ROOT, make_docs, make_examples
 
 # Documents of very different lengths, so that the windows of one batch differ in length.
 TEXTS = [" ".join(doc.text for doc in make_docs(n, seed=n)) for n in (1, 2, 5, 9)] + ["Anna Berg lives in Paris .", ""]
@@ -75,13 +76,22 @@ def test_grouped_prediction_gives_the_same_output(predicted):
 
 
 def test_training_keeps_one_padded_batch(tiny_bert):
-    nlp = build_nlp(tiny_bert)
+    config = load_config(ROOT / "configs" / "pos_ner.cfg", interpolate=True)
+    config["components"]["transformer"]["model"].update(name=str(tiny_bert), max_group_wordpieces=8)
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
     examples = make_examples(nlp, n_docs=6)
     optimizer = nlp.initialize(lambda: examples)
-    nlp.get_pipe("transformer").model.layers[0]._func.max_wordpieces = 8  # would group at prediction
     calls = _encoder_calls(nlp)
     nlp.update(examples, sgd=optimizer)
     assert len(calls) == 1
+    list(nlp.pipe(["Anna Berg lives in Paris . " * 5, "Tom Reed ."]))
+    assert len(calls) > 2  # prediction, with the same setting, runs in groups
+
+
+def test_off_by_default_in_the_shipped_configs():
+    for name in ("pos_ner.cfg", "baseline_ner.cfg"):
+        config = load_config(ROOT / "configs" / name)
+        assert config["components"]["transformer"]["model"]["max_group_wordpieces"] == 0
 
 
 def test_extra_encoder_outputs_fall_back_to_one_batch():

@@ -72,16 +72,16 @@ def build_transformer_model(
     transformer_config: dict = {},  # noqa: B006
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},  # noqa: B006
-    max_group_wordpieces: int = 4096,
+    max_group_wordpieces: int = 0,
 ) -> Model:
     """spacy-transformers' `TransformerModel.v3`, with a
     `pos_ner.wordpiece_windows.v1` span getter connected to the model's own
     tokenizer, so that windows are bounded in wordpieces (see
     `pos_ner.span_getters`). Any other span getter works as in v3.
 
-    At prediction the windows run in groups of similar length, each padded to its
-    own longest and of at most `max_group_wordpieces` padded positions (0: one
-    padded batch, as in v3); see `pos_ner.layers.length_groups`."""
+    With `max_group_wordpieces` > 0 the windows run at prediction in groups of
+    similar length, each padded to its own longest and of at most that many padded
+    positions (0: one padded batch, as in v3); see `pos_ner.layers.length_groups`."""
     # Imported here: spacy-transformers imports torch, which the ONNX runtime does without.
     from spacy_transformers.layers import TransformerModel
 
@@ -89,9 +89,10 @@ def build_transformer_model(
     from .span_getters import WordpieceWindows
 
     model = TransformerModel(name, get_spans, tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
-    # thinc has no hook for this: the wrapper layer's forward is swapped for one that calls it per group.
-    wrapper = model.layers[0]
-    wrapper._func = GroupedByLength(wrapper._func, max_group_wordpieces)
+    if max_group_wordpieces > 0:
+        # thinc has no hook for this: the wrapper layer's forward is swapped for one that calls it per group.
+        wrapper = model.layers[0]
+        wrapper._func = GroupedByLength(wrapper._func, max_group_wordpieces)
     if isinstance(get_spans, WordpieceWindows):
         get_spans.bind(model)
     return model

@@ -19,8 +19,10 @@ def compare_cli(
         Path("benchmarks/results/compare.json"), "--output", "-o", help="JSON to write (and a .md table beside it)"
     ),
     gpu: str = typer.Option("auto", "--gpu"),
-    only: Optional[List[str]] = typer.Option(None, "--only", help="Run only these systems (repeatable)"),
-    seeds: Optional[List[int]] = typer.Option(None, "--seed", help="Run only these seeds (repeatable)"),
+    only: Optional[List[str]] = typer.Option(
+        None, "--only", help="Train only these systems (repeatable); the table keeps every finished run"
+    ),
+    seeds: Optional[List[int]] = typer.Option(None, "--seed", help="Train only these seeds (repeatable)"),
     report_only: bool = typer.Option(
         False, "--report-only", help="Train nothing: tabulate the finished runs and list the others"
     ),

@@ -331,10 +331,11 @@ def compare(
     seeds: Optional[List[int]] = None,
     report_only: bool = False,
 ) -> Dict:
-    """Run (or resume) every planned run, then write `output` (JSON) and its .md
-    table; returns the report, whose "failed" lists the runs that failed. With
-    `report_only`, nothing is trained: the finished runs are tabulated and the
-    others listed under "not_run"."""
+    """Run (or resume) the runs selected by `only` and `seeds` (all by default),
+    then write `output` (JSON) and its .md table of every finished run of the
+    definition, selected or not; returns the report, whose "failed" lists the runs
+    that failed and "not_run" those without a result. With `report_only`, nothing
+    is trained."""
     definition = load_definition(definition_path)
     corpora = {
         kind: {split: (folder / f"{split}.spacy").resolve() for split in ("train", "dev", "test")}
@@ -346,8 +347,11 @@ def compare(
     if missing:
         raise DefinitionError(f"{', '.join(missing)} do(es) not exist (run the convert steps first)")
     results, failures, not_run = [], [], []
-    for run in planned:
-        if report_only and not (workdir.resolve() / f"{run['system']}-seed{run['seed']}" / "result.json").exists():
+    # The selection says what trains; the report covers every finished run of the
+    # definition, so that `--only` or `--seed` never drops a row from the table.
+    for run in runs(definition, None, None):
+        finished = (workdir.resolve() / f"{run['system']}-seed{run['seed']}" / "result.json").exists()
+        if not finished and (report_only or run not in planned):
             not_run.append(run)
             continue
         try:
