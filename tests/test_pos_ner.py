@@ -151,7 +151,7 @@ def test_thinc_parameter_averages_skip_pytorch_weights():
     averages a PyTorch layer's weights under keys that `use_params` does not read,
     so the averaged weights (which spaCy evaluates and saves) would be the heads'
     averages on top of the encoder's last weights. If this starts failing, thinc
-    has fixed it and averaging becomes a candidate for the transformer too."""
+    has fixed it, and pos_ner.layers.averaged_shim can go."""
     torch = pytest.importorskip("torch")
     from thinc.api import Adam, Linear, PyTorchWrapper, chain
 
@@ -169,6 +169,36 @@ def test_thinc_parameter_averages_skip_pytorch_weights():
     with model.use_params(optimizer.averages):
         assert not numpy.array_equal(head.get_param("W"), last_head)
         assert torch.equal(encoder.weight.detach(), last_encoder)
+
+
+def test_parameter_averages_reach_the_encoder_in_our_transformer(tiny_bert):
+    """`pos_ner.TransformerModel.v1` uses the averages of the encoder's weights
+    (the pinned thinc behaviour above would skip them): inside `use_params` every
+    averaged weight is the average, and after it the trained weights are back."""
+    import torch
+    from thinc.api import Adam
+
+    nlp = build_nlp(tiny_bert)
+    examples = make_examples(nlp, n_docs=4)
+    nlp.initialize(lambda: examples)
+    optimizer = Adam(0.01, use_averages=True)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    encoder = shim._model
+    averaged = {key[1]: value for key, value in optimizer.averages.items() if key[0] == shim.id}
+    assert "embeddings.word_embeddings.weight" in averaged and len(averaged) > 10
+    last = {name: tensor.detach().clone() for name, tensor in encoder.state_dict().items()}
+    changed = 0
+    with nlp.use_params(optimizer.averages):
+        weights = encoder.state_dict()
+        for name, value in averaged.items():
+            assert numpy.allclose(weights[name].numpy(), value)
+            changed += not torch.equal(weights[name], last[name])
+        doc = nlp("Anna Berg lives in Paris .")
+    assert changed > 10
+    assert all(torch.equal(tensor, last[name]) for name, tensor in encoder.state_dict().items())
+    assert len(doc) == 6
 
 
 def test_first_update_sends_gradient_to_the_encoder():
