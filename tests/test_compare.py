@@ -447,3 +447,33 @@ def test_the_shipped_learning_curve_compares_pos_on_and_off_at_each_size():
         assert json.dumps(system.get("overrides", {})) in known
         by_size.setdefault(system["train_sentences"], set()).add(system["series"])
     assert len(by_size) == 3 and all(len(series) == 2 for series in by_size.values())
+
+
+@pytest.mark.slow
+def test_a_gold_tags_system_is_fed_the_corpus_tags_in_training_and_scoring(tmp_path, tiny_bert, corpora):
+    definition = tmp_path / "compare.yml"
+    definition.write_text(
+        "epochs: 1\nseeds: [0]\nsystems:\n  gold_pos:\n    config: configs/pos_ner.cfg\n    gold_tags: true\n",
+        encoding="utf8",
+    )
+    args = [str(definition), "--transformer", str(tiny_bert), "--corpus", str(corpora / "documents")]
+    args += ["--sentences", str(corpora / "sentences"), "--workdir", str(tmp_path / "runs")]
+    result = invoke([*args, "--output", str(tmp_path / "compare.json"), "--gpu", "-1"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "gold_pos-seed0"
+    config = load_config(run / "model-last" / "config.cfg")
+    assert config["corpora"]["train"]["gold_tags"] is True and config["corpora"]["dev"]["gold_tags"] is True
+    for split in ("dev", "test"):
+        metrics = json.loads((run / f"{split}.json").read_text())
+        assert metrics["gold_tags"] is True and metrics["tag_acc"] == 1.0
+
+
+def test_gold_tags_only_for_config_systems(tmp_path):
+    definition = tmp_path / "compare.yml"
+    definition.write_text(
+        "epochs: 1\nseeds: [0]\nsystems:\n  hf:\n"
+        "    script: benchmarks/hf_token_classification.py\n    gold_tags: true\n",
+        encoding="utf8",
+    )
+    with pytest.raises(compare.DefinitionError, match="system 'hf': gold_tags works for 'config' systems only"):
+        compare.load_definition(definition)

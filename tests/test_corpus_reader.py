@@ -88,8 +88,9 @@ def test_training_reads_bounded_parts_and_dev_stays_whole():
     config = load_config(ROOT / "configs" / "pos_ner.cfg")
     assert config["corpora"]["train"]["@readers"] == "pos_ner.Corpus.v1"
     assert config["corpora"]["train"]["max_doc_tokens"] == config["training"]["batcher"]["size"]
-    assert config["corpora"]["dev"]["@readers"] == "spacy.Corpus.v1"
-    assert config["corpora"]["dev"]["max_length"] == 0
+    assert config["corpora"]["dev"]["@readers"] == "pos_ner.Corpus.v1"
+    assert config["corpora"]["dev"]["max_doc_tokens"] == 0
+    assert config["corpora"]["train"]["gold_tags"] is False and config["corpora"]["dev"]["gold_tags"] is False
 
 
 def test_empty_corpus_and_empty_docs(tmp_path):
@@ -98,3 +99,27 @@ def test_empty_corpus_and_empty_docs(tmp_path):
     DocBin(docs=[Doc(nlp.vocab, words=[])]).to_disk(path)
     # spaCy's Corpus yields no example for an empty Doc; cutting adds none either.
     assert read({"max_doc_tokens": 10}, path, nlp) == []
+
+
+def test_gold_tags_reach_the_predicted_doc_only_when_asked(tmp_path):
+    nlp = spacy.blank("en")
+    docs = make_docs(3, seed=4, vocab=nlp.vocab)
+    path = write_docbin(tmp_path / "train.spacy", docs)
+    plain = read({"max_doc_tokens": 0}, path, nlp)
+    assert all(not eg.predicted.has_annotation("TAG") for eg in plain)
+    gold = read({"max_doc_tokens": 0, "gold_tags": True}, path, nlp)
+    assert [[t.tag_ for t in eg.predicted] for eg in gold] == [[t.tag_ for t in doc] for doc in docs]
+    # Cut parts get them too.
+    parts = read({"max_doc_tokens": 5, "gold_tags": True}, path, nlp)
+    assert len(parts) > 3 and all(t.tag_ == r.tag_ for eg in parts for t, r in zip(eg.predicted, eg.reference))
+
+
+def test_gold_tags_need_a_tagged_corpus(tmp_path):
+    nlp = spacy.blank("en")
+    path = write_docbin(tmp_path / "untagged.spacy", [Doc(nlp.vocab, words=["Anna", "sings"])])
+    try:
+        read({"max_doc_tokens": 0, "gold_tags": True}, path, nlp)
+    except ValueError as error:
+        assert "gold_tags = true, but the corpus has no TAG annotation" in str(error)
+    else:
+        raise AssertionError("no error for gold_tags on an untagged corpus")

@@ -211,3 +211,22 @@ def test_training_log_needs_a_report_dir(ruler_model, test_docs, training_log, t
     result = run_cli(ruler_model, test_docs[1], "--output", tmp_path / "test.json", "--training-log", training_log)
     assert result.exit_code != 0 and "--report-dir" in result.output
     assert not (tmp_path / "test.json").exists()
+
+
+def test_gold_tags_are_fed_to_the_pipeline_and_kept(tiny_pipeline, test_docs):
+    """The upper bound of the POS signal: with gold_tags the tagger (overwrite =
+    false) keeps the corpus' tags and pos_ner reads those; without, it predicts."""
+    nlp, _ = tiny_pipeline
+    docs, _ = test_docs
+    gold = [[t.tag_ for t in doc] for doc in docs]
+    metrics, predicted = evaluate.evaluate(nlp, docs, gold_tags=True)
+    assert [[t.tag_ for t in doc] for doc in predicted] == gold and metrics["tag_acc"] == 1.0
+    assert metrics["gold_tags"] is True
+    metrics, predicted = evaluate.evaluate(nlp, docs)
+    assert metrics["gold_tags"] is False and all(doc.has_annotation("TAG") for doc in predicted)
+    nlp.get_pipe("tagger").cfg["overwrite"] = True
+    try:
+        with pytest.raises(ValueError, match="'tagger' has overwrite = true"):
+            evaluate.evaluate(nlp, docs, gold_tags=True)
+    finally:
+        nlp.get_pipe("tagger").cfg["overwrite"] = False

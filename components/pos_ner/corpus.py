@@ -8,7 +8,12 @@ instead breaks long documents into single sentences and silently drops any
 sentence that is still too long. This reader packs whole sentences into parts
 of at most `max_doc_tokens` tokens, cuts a longer sentence between tokens (never
 inside an entity), and says once what it did. Use it for the training corpus
-only: evaluation and prediction see whole documents.
+only: evaluation and prediction see whole documents (`max_doc_tokens = 0`).
+
+`gold_tags` copies the corpus' own TAG annotation onto the predicted Doc, so
+that the pipeline is fed gold part-of-speech tags (spaCy's tagger, with
+`overwrite = false`, keeps tags that are already set): the upper bound of what
+POS features can give, for experiments, never for a model to ship.
 """
 
 from pathlib import Path
@@ -69,14 +74,22 @@ class BoundedCorpus:
         gold_preproc: bool = False,
         limit: int = 0,
         augmenter: Optional[Callable] = None,
+        gold_tags: bool = False,
     ):
         if max_doc_tokens < 0:
             raise ValueError(f"pos_ner.Corpus.v1: max_doc_tokens must be >= 0 (0: no cutting), got {max_doc_tokens}")
         self.corpus = Corpus(path, gold_preproc=gold_preproc, max_length=0, limit=limit, augmenter=augmenter)
         self.path, self.max_doc_tokens, self.gold_preproc = path, max_doc_tokens, gold_preproc
+        self.gold_tags = gold_tags
         self.reported = False
 
     def __call__(self, nlp: Language) -> Iterator[Example]:
+        for example in self.examples(nlp):
+            if self.gold_tags:
+                copy_gold_tags(example)
+            yield example
+
+    def examples(self, nlp: Language) -> Iterator[Example]:
         n_docs = n_cut = n_parts = 0
         for example in self.corpus(nlp):
             n_docs += 1
@@ -107,6 +120,16 @@ class BoundedCorpus:
         return Example(nlp.make_doc(reference.text), reference)
 
 
+def copy_gold_tags(example: Example) -> None:
+    """Set the reference's TAG on each predicted token aligned to one reference
+    token (tokens the tokenizer split or merged differently keep no tag)."""
+    if not example.reference.has_annotation("TAG"):
+        raise ValueError("pos_ner.Corpus.v1: gold_tags = true, but the corpus has no TAG annotation")
+    for token, tag in zip(example.predicted, example.get_aligned("TAG", as_string=True)):
+        if tag:
+            token.tag_ = tag
+
+
 @registry.readers("pos_ner.Corpus.v1")
 def create_corpus_reader(
     path: Optional[Path],
@@ -114,9 +137,13 @@ def create_corpus_reader(
     gold_preproc: bool = False,
     limit: int = 0,
     augmenter: Optional[Callable] = None,
+    gold_tags: bool = False,
 ) -> Callable[[Language], Iterable[Example]]:
     """Read a DocBin (`.spacy`) like `spacy.Corpus.v1`, cutting documents longer
-    than `max_doc_tokens` tokens (0: never) into parts on sentence boundaries."""
+    than `max_doc_tokens` tokens (0: never) into parts on sentence boundaries;
+    `gold_tags` feeds the corpus' own POS tags to the pipeline (experiments only)."""
     if path is None:
         raise ValueError("pos_ner.Corpus.v1: no path given; set paths.train (e.g. --paths.train corpus/train.spacy)")
-    return BoundedCorpus(Path(path), max_doc_tokens, gold_preproc=gold_preproc, limit=limit, augmenter=augmenter)
+    return BoundedCorpus(
+        Path(path), max_doc_tokens, gold_preproc=gold_preproc, limit=limit, augmenter=augmenter, gold_tags=gold_tags
+    )

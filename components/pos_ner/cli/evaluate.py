@@ -40,6 +40,9 @@ def evaluate_cli(
     case_variants: bool = typer.Option(
         True, help="Also score the data lowercased and uppercased (case_variants; two more passes)"
     ),
+    gold_tags: bool = typer.Option(
+        False, "--gold-tags", help="Feed DATA_PATH's own POS tags to the pipeline (an upper bound, for experiments)"
+    ),
 ) -> None:
     """Evaluate MODEL on DATA_PATH and write seqeval metrics to OUTPUT_PATH.
 
@@ -59,7 +62,7 @@ def evaluate_cli(
     check_outputs([output_path], inputs)
     check_outputs(report_files, [*inputs, output_path])
     from ..evaluation.plots import plot_confusion, plot_training, read_training_log
-    from ..evaluation.scores import error_report, evaluate, format_table
+    from ..evaluation.scores import check_keeps_tags, error_report, evaluate, format_table
 
     records = None
     if training_log is not None:
@@ -71,7 +74,14 @@ def evaluate_cli(
             fail(f"{training_log}: no training records (expected spaCy's JSONL log, [training.logger] output_file)")
     nlp = load_pipeline(model)
     gold_docs = read_docbin(data_path, nlp.vocab)
-    metrics, predicted = evaluate(nlp, gold_docs, batch_size=batch_size, case_variants=case_variants)
+    if gold_tags:
+        try:
+            check_keeps_tags(nlp)
+        except ValueError as error:
+            fail(f"{model}: {error}")
+    metrics, predicted = evaluate(
+        nlp, gold_docs, batch_size=batch_size, case_variants=case_variants, gold_tags=gold_tags
+    )
     metrics.update({"model": model, "data": str(data_path)})
     write_text(output_path, json.dumps(finite(metrics), indent=2, allow_nan=False))
     typer.echo(format_table(metrics))

@@ -27,9 +27,14 @@ def bio_tags(doc: Doc) -> List[str]:
     return biluo_to_iob(doc_to_biluo_tags(doc))
 
 
-def gold_token_docs(vocab, gold_docs: List[Doc]) -> List[Doc]:
-    """Unannotated Docs with exactly the gold tokens, for prediction."""
-    return [Doc(vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in gold_docs]
+def gold_token_docs(vocab, gold_docs: List[Doc], tags: bool = False) -> List[Doc]:
+    """Docs with exactly the gold tokens, for prediction: unannotated, or with the
+    gold POS tags only (`tags`)."""
+    docs = []
+    for d in gold_docs:
+        words, spaces = [t.text for t in d], [bool(t.whitespace_) for t in d]
+        docs.append(Doc(vocab, words=words, spaces=spaces, tags=[t.tag_ for t in d] if tags else None))
+    return docs
 
 
 def entity_scores(gold: List[List[str]], pred: List[List[str]], strict: bool) -> Dict:
@@ -102,20 +107,28 @@ CASE_VARIANTS = {"lowercase": str.lower, "uppercase": str.upper}
 def recased(vocab, gold_docs: List[Doc], change) -> List[Doc]:
     docs = []
     for gold in gold_docs:
-        doc = Doc(vocab, words=[change(t.text) for t in gold], spaces=[bool(t.whitespace_) for t in gold])
+        words, spaces = [change(t.text) for t in gold], [bool(t.whitespace_) for t in gold]
+        doc = Doc(vocab, words=words, spaces=spaces, tags=[t.tag_ for t in gold])
         doc.ents = [Span(doc, e.start, e.end, label=e.label_) for e in gold.ents]
         docs.append(doc)
     return docs
 
 
-def case_variant_scores(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Dict[str, Dict]:
+def check_keeps_tags(nlp) -> None:
+    """Raise ValueError when a tagger of `nlp` would replace the tags it is given."""
+    for name, pipe in nlp.pipeline:
+        if getattr(pipe, "cfg", {}).get("overwrite") and "tagger" in type(pipe).__name__.lower():
+            raise ValueError(f"gold tags: the pipeline's {name!r} has overwrite = true and would replace them")
+
+
+def case_variant_scores(nlp, gold_docs: List[Doc], batch_size: int = 32, gold_tags: bool = False) -> Dict[str, Dict]:
     """Micro and per-type F1 on each of CASE_VARIANTS of `gold_docs`."""
-    gold_tags = [bio_tags(doc) for doc in gold_docs]
+    gold_bio = [bio_tags(doc) for doc in gold_docs]
     result = {}
     for name, change in CASE_VARIANTS.items():
         docs = recased(nlp.vocab, gold_docs, change)
-        predicted = nlp.pipe(gold_token_docs(nlp.vocab, docs), batch_size=batch_size)
-        scores = entity_scores(gold_tags, [bio_tags(doc) for doc in predicted], strict=False)
+        predicted = nlp.pipe(gold_token_docs(nlp.vocab, docs, gold_tags), batch_size=batch_size)
+        scores = entity_scores(gold_bio, [bio_tags(doc) for doc in predicted], strict=False)
         result[name] = {
             "f1": scores["micro"]["f1-score"],
             "per_type": {label: values["f1-score"] for label, values in scores["per_type"].items()},
@@ -123,22 +136,29 @@ def case_variant_scores(nlp, gold_docs: List[Doc], batch_size: int = 32) -> Dict
     return result
 
 
-def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32, case_variants: bool = False) -> Tuple[Dict, List[Doc]]:
+def evaluate(
+    nlp, gold_docs: List[Doc], batch_size: int = 32, case_variants: bool = False, gold_tags: bool = False
+) -> Tuple[Dict, List[Doc]]:
     """The metrics, and the predicted docs (aligned with `gold_docs`). `case_variants`
-    adds the scores on the corpus lowercased and uppercased (two more passes)."""
+    adds the scores on the corpus lowercased and uppercased (two more passes);
+    `gold_tags` feeds the corpus' POS tags to the pipeline (a tagger with
+    `overwrite = false` keeps them): an upper bound, for experiments."""
+    if gold_tags:
+        check_keeps_tags(nlp)
     start = time.perf_counter()
-    predicted = list(nlp.pipe(gold_token_docs(nlp.vocab, gold_docs), batch_size=batch_size))
+    predicted = list(nlp.pipe(gold_token_docs(nlp.vocab, gold_docs, gold_tags), batch_size=batch_size))
     seconds = time.perf_counter() - start
-    gold_tags = [bio_tags(doc) for doc in gold_docs]
+    gold_bio = [bio_tags(doc) for doc in gold_docs]
     pred_tags = [bio_tags(doc) for doc in predicted]
     n_words = sum(len(doc) for doc in gold_docs)
     errors = Counter(kind for g, p in zip(gold_docs, predicted) for kind, _, _ in entity_errors(g, p))
     metrics = {
-        "entities": entity_scores(gold_tags, pred_tags, strict=False),
-        "entities_strict_iob2": entity_scores(gold_tags, pred_tags, strict=True),
-        "token_acc": float(accuracy_score(gold_tags, pred_tags)),
+        "entities": entity_scores(gold_bio, pred_tags, strict=False),
+        "entities_strict_iob2": entity_scores(gold_bio, pred_tags, strict=True),
+        "token_acc": float(accuracy_score(gold_bio, pred_tags)),
         "tag_acc": None,
-        "confusion": confusion(gold_tags, pred_tags),
+        "gold_tags": gold_tags,
+        "confusion": confusion(gold_bio, pred_tags),
         "entity_errors": {kind: errors[kind] for kind in ERROR_KINDS},
         "frequent_errors": [
             {"error": key, "count": len(found)} for key, found in error_groups(gold_docs, predicted)[:10]
@@ -152,7 +172,7 @@ def evaluate(nlp, gold_docs: List[Doc], batch_size: int = 32, case_variants: boo
         pairs = [(g.tag_, p.tag_) for gd, pd in zip(gold_docs, predicted) for g, p in zip(gd, pd) if g.tag_]
         metrics["tag_acc"] = sum(g == p for g, p in pairs) / len(pairs) if pairs else None
     if case_variants:
-        metrics["case_variants"] = case_variant_scores(nlp, gold_docs, batch_size)
+        metrics["case_variants"] = case_variant_scores(nlp, gold_docs, batch_size, gold_tags)
     return metrics, predicted
 
 

@@ -17,6 +17,9 @@ runs pair up; `epochs` per system overrides the shared number (a small subset
 needs more epochs for a comparable number of steps); `series` names the line
 the system belongs to in the curve's figure (`<output>.png`, test F1 against the
 training sentences, mean and min-max band over the seeds).
+
+`gold_tags: true` feeds a config system the corpus' own POS tags, in training
+and scoring: the upper bound of what the POS features can give.
 """
 
 import json
@@ -57,6 +60,8 @@ def load_definition(path: Path) -> Dict:
     for name, system in definition["systems"].items():
         if ("config" in system) == ("script" in system):
             raise DefinitionError(f"{path}: system '{name}' needs exactly one of 'config' or 'script'")
+        if system.get("gold_tags") and "script" in system:
+            raise DefinitionError(f"{path}: system '{name}': gold_tags works for 'config' systems only")
         for key in ("train_sentences", "epochs"):
             value = system.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -231,7 +236,15 @@ def run_one(
     else:
         overrides = spacy_overrides(system, run["seed"], corpus, definition, transformer)
         splits = {split: corpus[split] for split in ("dev", "test")}
-        outcome = run_experiment(Path(system["config"]), out, overrides, splits, gpu, model="model-last")
+        outcome = run_experiment(
+            Path(system["config"]),
+            out,
+            overrides,
+            splits,
+            gpu,
+            model="model-last",
+            gold_tags=system.get("gold_tags", False),
+        )
     seconds = outcome["train_seconds"]
     train_words = corpus_words(corpus["train"]) * epochs_of(system, definition)
     dev, test = summary(outcome["dev"]), summary(outcome["test"])

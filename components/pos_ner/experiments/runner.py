@@ -42,9 +42,12 @@ def train(config: Path, output: Path, overrides: Mapping[str, Any], gpu: str = "
     return run_command(command, output / "train.log")
 
 
-def score(model: Path, data: Path, metrics_path: Path) -> Dict:
-    """`pos-ner evaluate` of `model` on `data`; the metrics it wrote to `metrics_path`."""
+def score(model: Path, data: Path, metrics_path: Path, gold_tags: bool = False) -> Dict:
+    """`pos-ner evaluate` of `model` on `data` (with `--gold-tags` if asked); the
+    metrics it wrote to `metrics_path`."""
     command = [*MODULE, "evaluate", str(model), str(data), "--output", str(metrics_path)]
+    if gold_tags:
+        command.append("--gold-tags")
     run_command(command, metrics_path.with_suffix(".log"))
     return json.loads(metrics_path.read_text(encoding="utf8"))
 
@@ -61,12 +64,17 @@ def run_experiment(
     score_on: Mapping[str, Path],
     gpu: str = "auto",
     model: str = "model-best",
+    gold_tags: bool = False,
 ) -> Dict:
     """Train, then score output/`model` on each corpus of `score_on` (name →
-    DocBin), writing output/<name>.json. Returns {"train_seconds", <name>: metrics}."""
+    DocBin), writing output/<name>.json. Returns {"train_seconds", <name>: metrics}.
+    `gold_tags`: the corpora's own POS tags are fed to the pipeline, in training
+    (the readers' `gold_tags`) and in scoring (an upper bound, for experiments)."""
+    if gold_tags:
+        overrides = {**overrides, "corpora.train.gold_tags": True, "corpora.dev.gold_tags": True}
     (output / "log.jsonl").unlink(missing_ok=True)  # spaCy's logger does not overwrite a log
     overrides = {"paths.log": str(output / "log.jsonl"), **overrides}
     result: Dict[str, Any] = {"train_seconds": train(config, output, overrides, gpu)}
     for name, data in score_on.items():
-        result[name] = score(output / model, data, output / f"{name}.json")
+        result[name] = score(output / model, data, output / f"{name}.json", gold_tags)
     return result
