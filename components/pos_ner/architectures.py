@@ -8,7 +8,7 @@ from spacy.util import registry
 from thinc.api import Config, Model, Softmax_v2, chain, glorot_uniform_init, with_array
 from thinc.types import Floats2d
 
-from .layers import concat_per_doc
+from .layers import concat_per_doc, transitions_layer
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -16,6 +16,7 @@ DEFAULT_MODEL_CONFIG = """
 features = ["TAG","SHAPE"]
 feature_width = 64
 feature_rows = 200
+transitions = false
 
 [model.tok2vec]
 @architectures = "spacy-transformers.TransformerListener.v1"
@@ -34,14 +35,19 @@ def build_pos_ner_model(
     features: List[str],
     feature_width: int,
     feature_rows: int,
+    transitions: bool = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Token vectors from `tok2vec`, concatenated with an embedding of the
     token attributes in `features` (e.g. TAG, SHAPE), go through a softmax over
     BIO tags. `feature_width = 0` or no features leaves the embedding out.
+    `transitions = true` adds learned scores for each step between two tags,
+    trained with a CRF loss and used by the decoder (`pos_ner.layers.transitions`);
+    false: the softmax's cross-entropy, and only the allowed/forbidden steps.
 
     Named refs: "tok2vec" (what feeds the softmax), "features" (the feature
-    embedding, when there is one) and "output_layer" (the softmax).
+    embedding, when there is one), "output_layer" (the softmax) and
+    "transitions" (with `transitions = true`).
 
     The softmax weights start random, not at zero as in spaCy's tagger: a zero
     output layer passes no gradient back, so the encoder would learn only the
@@ -57,6 +63,10 @@ def build_pos_ner_model(
         tok2vec = concat_per_doc(tok2vec, embed)
     output = Softmax_v2(nO, init_W=glorot_uniform_init)
     model: Model[List[Doc], List[Floats2d]] = chain(tok2vec, with_array(output))
+    if transitions:
+        steps = transitions_layer(nO)
+        model = chain(model, steps)
+        model.set_ref("transitions", steps)
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("output_layer", output)
     if embed is not None:

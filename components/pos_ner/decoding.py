@@ -1,11 +1,14 @@
 """Constrained decoding of per-token BIO probabilities into entities.
 
 Pure numpy: `PosNer.set_annotations` and the ONNX runtime (`pos_ner.onnx`) both
-call `decode`, so the two paths cannot drift apart.
+call `decode`, so the two paths cannot drift apart. A model with learned
+transition scores (`pos_ner.PosNerModel.v1` with `transitions = true`) adds them
+to the allowed transitions; its training loss (`pos_ner.layers.transitions`)
+scores the same lattice (`lattice`).
 """
 
 from functools import lru_cache
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 
@@ -43,15 +46,30 @@ def transition_masks(names: Tuple[str, ...]) -> Tuple[numpy.ndarray, numpy.ndarr
     return allowed, allowed_first
 
 
+def lattice(names: Tuple[str, ...], transitions: Optional[numpy.ndarray] = None) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The scores of a step between two tokens of a sentence (`within[i, j]`:
+    tag i to tag j) and of the tag that starts a sentence (`first[j]`): -inf
+    where the step is not allowed, else 0 plus the learned `transitions[i, j]`
+    when given. A sentence start takes no transition score from the tag before."""
+    allowed, allowed_first = transition_masks(names)
+    within = numpy.where(allowed, 0.0, -numpy.inf)
+    if transitions is not None:
+        within = within + numpy.asarray(transitions, dtype=numpy.float64)
+    return within, numpy.where(allowed_first, 0.0, -numpy.inf)
+
+
 def viterbi_decode(
     log_probs: numpy.ndarray,
     allowed: numpy.ndarray,
     allowed_first: numpy.ndarray,
     sent_starts: Sequence[bool],
+    transitions: Optional[numpy.ndarray] = None,
 ) -> List[int]:
     """The most probable tag sequence in which every transition is allowed.
-    At token 0 and at sentence starts only `allowed_first` tags may occur."""
-    return viterbi_decode_batch([log_probs], allowed, allowed_first, [sent_starts])[0]
+    At token 0 and at sentence starts only `allowed_first` tags may occur.
+    `transitions[i, j]`, when given, is added to each step from tag i to tag j
+    within a sentence."""
+    return viterbi_decode_batch([log_probs], allowed, allowed_first, [sent_starts], transitions)[0]
 
 
 def viterbi_decode_batch(
@@ -59,6 +77,7 @@ def viterbi_decode_batch(
     allowed: numpy.ndarray,
     allowed_first: numpy.ndarray,
     sent_starts: Sequence[Sequence[bool]],
+    transitions: Optional[numpy.ndarray] = None,
 ) -> List[List[int]]:
     """`viterbi_decode` for several sequences at once, with one step per position
     for the whole batch: the Python loop runs max(lengths) times, not
@@ -81,6 +100,8 @@ def viterbi_decode_batch(
     # live[i]: how many (sorted) sequences are longer than i
     live = numpy.searchsorted(-lengths_sorted, -numpy.arange(longest), side="left")
     forbidden = numpy.where(allowed, 0.0, -numpy.inf)
+    if transitions is not None:
+        forbidden = forbidden + numpy.asarray(transitions, dtype=numpy.float64)
     forbidden_first = numpy.where(allowed_first, 0.0, -numpy.inf)
     restart = numpy.broadcast_to(forbidden_first, (n_tags, n_tags))
     backpointers = numpy.zeros((n_docs, longest, n_tags), dtype=numpy.int64)
@@ -102,18 +123,27 @@ def viterbi_decode_batch(
     return result
 
 
-def decode(probs: numpy.ndarray, names: Sequence[str], sent_starts: Sequence[bool]) -> List[Entity]:
-    """The entities of the best valid BIO sequence for `probs` (tokens × `names`)."""
-    return decode_batch([probs], names, [sent_starts])[0]
+def decode(
+    probs: numpy.ndarray,
+    names: Sequence[str],
+    sent_starts: Sequence[bool],
+    transitions: Optional[numpy.ndarray] = None,
+) -> List[Entity]:
+    """The entities of the best valid BIO sequence for `probs` (tokens × `names`),
+    with the learned `transitions` (names × names) when the model has them."""
+    return decode_batch([probs], names, [sent_starts], transitions)[0]
 
 
 def decode_batch(
-    probs: Sequence[numpy.ndarray], names: Sequence[str], sent_starts: Sequence[Sequence[bool]]
+    probs: Sequence[numpy.ndarray],
+    names: Sequence[str],
+    sent_starts: Sequence[Sequence[bool]],
+    transitions: Optional[numpy.ndarray] = None,
 ) -> List[List[Entity]]:
     """`decode` for several docs, with one batched Viterbi pass."""
     allowed, allowed_first = transition_masks(tuple(names))
     log_probs = [numpy.log(p + 1e-12) for p in probs]
-    paths = viterbi_decode_batch(log_probs, allowed, allowed_first, sent_starts)
+    paths = viterbi_decode_batch(log_probs, allowed, allowed_first, sent_starts, transitions)
     return [path_entities(numpy.asarray(best, dtype=numpy.int64), p, names) for p, best in zip(probs, paths)]
 
 

@@ -9,7 +9,7 @@ configs that name `factory = "pos_ner"` work without handing spaCy a code file.
 import os
 import sys
 from itertools import islice
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 import numpy
 from spacy.language import Language
@@ -24,6 +24,7 @@ from thinc.types import Floats2d
 
 from .architectures import DEFAULT_MODEL
 from .decoding import CONFIDENCE_ATTR, decode_batch, tag_names
+from .layers.transitions import crf_loss
 
 
 def install_extensions() -> None:
@@ -52,12 +53,24 @@ def limit_torch_threads_in_forked_workers() -> None:
     _FORK_HOOK_INSTALLED = True
 
 
-def set_entities(docs: Sequence[Doc], probs: Sequence[numpy.ndarray], names: Sequence[str]) -> None:
+def sentence_starts(doc: Doc) -> List[bool]:
+    """Where the decoder (and the CRF loss) starts a sentence: tokens spaCy marks
+    as sentence starts; unknown boundaries are not starts."""
+    return [token.is_sent_start is True for token in doc]
+
+
+def set_entities(
+    docs: Sequence[Doc],
+    probs: Sequence[numpy.ndarray],
+    names: Sequence[str],
+    transitions: Optional[numpy.ndarray] = None,
+) -> None:
     """Decode each doc's `probs` (tokens × `names`) into its `doc.ents` and their
-    confidences, with one batched Viterbi pass for all of them."""
+    confidences, with one batched Viterbi pass for all of them (adding the
+    model's learned `transitions`, when it has them)."""
     install_extensions()  # also here: an unpickled PosNer was never __init__-ed in this process
-    sent_starts = [[token.is_sent_start is True for token in doc] for doc in docs]
-    for doc, entities in zip(docs, decode_batch(probs, names, sent_starts)):
+    sent_starts = [sentence_starts(doc) for doc in docs]
+    for doc, entities in zip(docs, decode_batch(probs, names, sent_starts, transitions)):
         doc.ents = [Span(doc, ent.start, ent.end, label=ent.label) for ent in entities]
         for span, ent in zip(doc.ents, entities):
             span._.set(CONFIDENCE_ATTR, ent.confidence)
@@ -145,6 +158,8 @@ class PosNer(TrainablePipe):
                     self.add_label(ent.label_)
         self._require_labels()
         self.model.get_ref("output_layer").set_dim("nO", len(self.tag_names))
+        if self.model.has_ref("transitions"):
+            self.model.get_ref("transitions").set_dim("nO", len(self.tag_names))
         doc_sample = [eg.reference for eg in islice(get_examples(), 10)]
         self.model.initialize(X=doc_sample)
 
@@ -156,8 +171,17 @@ class PosNer(TrainablePipe):
             return [self.model.ops.alloc2f(len(doc), n_tags) for doc in docs]
         return self.model.predict(docs)
 
+    @property
+    def transitions(self) -> Optional[numpy.ndarray]:
+        """The learned transition scores (tags × tags), or None when the model
+        has none (`transitions = false`, the default)."""
+        if not self.model.has_ref("transitions"):
+            return None
+        return self.model.ops.to_numpy(self.model.get_ref("transitions").get_param("W"))
+
     def set_annotations(self, docs: Iterable[Doc], scores: List[Floats2d]) -> None:
-        set_entities(list(docs), [self.model.ops.to_numpy(doc_scores) for doc_scores in scores], self.tag_names)
+        probs = [self.model.ops.to_numpy(doc_scores) for doc_scores in scores]
+        set_entities(list(docs), probs, self.tag_names, self.transitions)
 
     def update(
         self,
@@ -184,14 +208,32 @@ class PosNer(TrainablePipe):
         return losses
 
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
-        """Cross-entropy against the gold BIO tags; tokens whose gold tag is
-        missing or not alignable get no gradient."""
+        """Cross-entropy against the gold BIO tags, or with learned transitions
+        the CRF loss (`pos_ner.layers.transitions.crf_loss`), whose transition
+        gradient goes to the "transitions" layer; tokens whose gold tag is
+        missing or not alignable get no gradient (CRF: are marginalised out)."""
         validate_examples(examples, "PosNer.get_loss")
-        loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False)
+        examples = list(examples)
         known = set(self.tag_names)
         truths = []
         for eg in examples:
             gold = biluo_to_iob(eg.get_aligned_ner())
             truths.append([tag if tag in known else None for tag in gold])
+        if self.model.has_ref("transitions"):
+            return self._crf_loss(examples, scores, truths)
+        loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False)
         d_scores, loss = loss_func(scores, truths)  # type: ignore[arg-type]  # None: thinc's missing value
         return float(loss), d_scores
+
+    def _crf_loss(
+        self, examples: List[Example], scores: List[Floats2d], truths: List[List[Optional[str]]]
+    ) -> Tuple[float, List[Floats2d]]:
+        ops = self.model.ops
+        index = {name: i for i, name in enumerate(self.tag_names)}
+        gold = [[None if tag is None else index[tag] for tag in tags] for tags in truths]
+        log_probs = [numpy.log(ops.to_numpy(doc_scores) + 1e-12) for doc_scores in scores]
+        starts = [sentence_starts(eg.predicted) for eg in examples]
+        steps = self.model.get_ref("transitions")
+        loss, d_scores, d_steps = crf_loss(log_probs, gold, starts, self.tag_names, ops.to_numpy(steps.get_param("W")))
+        steps.inc_grad("W", ops.asarray2f(cast(Floats2d, d_steps.astype("float32"))))
+        return loss, [ops.asarray2f(cast(Floats2d, d.astype("float32"))) for d in d_scores]

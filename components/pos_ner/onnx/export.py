@@ -263,6 +263,8 @@ def export(
         "lang": nlp.lang,
         "labels": list(ner.labels),
         "ner_tags": ner.tag_names,
+        # The learned transition scores the decoder adds (pos_ner's `transitions = true`), or null.
+        "ner_transitions": None if ner.transitions is None else ner.transitions.tolist(),
         "tagger_labels": tag_labels,
         "features": features,
         # Per attribute other than TAG, in feature_rows' order: thinc's hash seed and table size.

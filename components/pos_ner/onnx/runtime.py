@@ -94,6 +94,9 @@ class OnnxNer:
         self.tag_names = list(self.meta["ner_tags"])
         if tag_names(self.meta["labels"]) != self.tag_names:
             raise ValueError("the pos_ner code orders the BIO tags differently from the exported model")
+        # Exports from before learned transitions have no key: none.
+        steps = self.meta.get("ner_transitions")
+        self.transitions = None if steps is None else numpy.asarray(steps, dtype=numpy.float64)
         self.max_batch_tokens = max_batch_tokens
         install_extensions()
 
@@ -122,7 +125,7 @@ class OnnxNer:
         for doc, doc_tags in zip(docs, tag_ids):
             for token, tag_id in zip(doc, doc_tags):
                 token.tag_ = labels[tag_id]
-        set_entities(docs, probs, self.tag_names)
+        set_entities(docs, probs, self.tag_names, self.transitions)
 
     def predict(self, docs: Sequence[Doc]) -> Tuple[List[numpy.ndarray], List[numpy.ndarray], List[numpy.ndarray]]:
         """Per doc: tag ids, tagger scores and NER probabilities (over meta["ner_tags"]).
