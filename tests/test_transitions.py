@@ -212,3 +212,17 @@ def test_the_onnx_export_carries_the_transitions(crf_pipeline, tmp_path):
     texts = ["Anna Berg met Omar Haddad in Paris .", "Globex opened an office in Lima ."]
     for ours, theirs in zip(onnx_ner.pipe(texts), nlp.pipe(texts)):
         assert [(e.start, e.end, e.label_) for e in ours.ents] == [(e.start, e.end, e.label_) for e in theirs.ents]
+
+
+def test_transition_rate_makes_the_scores_move_faster(tiny_bert):
+    """Adam steps each weight by about the learning rate: the scores, stored
+    divided by `transition_rate`, move about that many times further."""
+    moved = {}
+    for rate in (1.0, 50.0):
+        nlp = build_nlp(tiny_bert, transitions=True, transition_rate=rate)
+        train(nlp, make_examples(nlp, n_docs=6), steps=2)
+        moved[rate] = numpy.abs(nlp.get_pipe("ner").transitions).max()
+    assert moved[1.0] > 0
+    assert moved[50.0] > 10 * moved[1.0]
+    with pytest.raises(ValueError, match="transition_rate"):
+        build_nlp(tiny_bert, transitions=True, transition_rate=0.0)

@@ -17,6 +17,7 @@ features = ["TAG","SHAPE"]
 feature_width = 64
 feature_rows = 200
 transitions = false
+transition_rate = 50.0
 
 [model.tok2vec]
 @architectures = "spacy-transformers.TransformerListener.v1"
@@ -36,6 +37,7 @@ def build_pos_ner_model(
     feature_width: int,
     feature_rows: int,
     transitions: bool = False,
+    transition_rate: float = 50.0,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Token vectors from `tok2vec`, concatenated with an embedding of the
@@ -44,6 +46,8 @@ def build_pos_ner_model(
     `transitions = true` adds learned scores for each step between two tags,
     trained with a CRF loss and used by the decoder (`pos_ner.layers.transitions`);
     false: the softmax's cross-entropy, and only the allowed/forbidden steps.
+    The transition scores move `transition_rate` times faster than the other
+    weights (see `pos_ner.layers.transitions`).
 
     Named refs: "tok2vec" (what feeds the softmax), "features" (the feature
     embedding, when there is one), "output_layer" (the softmax) and
@@ -64,7 +68,7 @@ def build_pos_ner_model(
     output = Softmax_v2(nO, init_W=glorot_uniform_init)
     model: Model[List[Doc], List[Floats2d]] = chain(tok2vec, with_array(output))
     if transitions:
-        steps = transitions_layer(nO)
+        steps = transitions_layer(nO, transition_rate)
         model = chain(model, steps)
         model.set_ref("transitions", steps)
     model.set_ref("tok2vec", tok2vec)

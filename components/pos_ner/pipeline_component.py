@@ -24,7 +24,8 @@ from thinc.types import Floats2d
 
 from .architectures import DEFAULT_MODEL
 from .decoding import CONFIDENCE_ATTR, decode_batch, tag_names
-from .layers.transitions import crf_loss
+from .layers.transitions import add_gradient, crf_loss
+from .layers.transitions import scores as transition_scores
 
 
 def install_extensions() -> None:
@@ -177,7 +178,7 @@ class PosNer(TrainablePipe):
         has none (`transitions = false`, the default)."""
         if not self.model.has_ref("transitions"):
             return None
-        return self.model.ops.to_numpy(self.model.get_ref("transitions").get_param("W"))
+        return transition_scores(self.model.get_ref("transitions"))
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Floats2d]) -> None:
         probs = [self.model.ops.to_numpy(doc_scores) for doc_scores in scores]
@@ -234,6 +235,6 @@ class PosNer(TrainablePipe):
         log_probs = [numpy.log(ops.to_numpy(doc_scores) + 1e-12) for doc_scores in scores]
         starts = [sentence_starts(eg.predicted) for eg in examples]
         steps = self.model.get_ref("transitions")
-        loss, d_scores, d_steps = crf_loss(log_probs, gold, starts, self.tag_names, ops.to_numpy(steps.get_param("W")))
-        steps.inc_grad("W", ops.asarray2f(cast(Floats2d, d_steps.astype("float32"))))
+        loss, d_scores, d_steps = crf_loss(log_probs, gold, starts, self.tag_names, transition_scores(steps))
+        add_gradient(steps, d_steps)
         return loss, [ops.asarray2f(cast(Floats2d, d.astype("float32"))) for d in d_scores]

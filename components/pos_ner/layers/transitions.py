@@ -1,15 +1,19 @@
 """Learned transition scores between BIO tags, and the CRF loss that trains them.
 
 `transitions_layer()` passes the per-token probabilities through unchanged and
-holds the parameter "W" (tags × tags): the score added to a step from tag i to
-tag j within a sentence. The loss (`crf_loss`) is the negative log-likelihood
+holds the scores (tags × tags) added to a step from tag i to tag j within a
+sentence (`scores(layer)`), stored as the parameter "W" divided by the layer's
+`rate`: Adam moves every weight by about the learning rate per step whatever its
+gradient, so at the encoder's fine-tuning rate (2e-4) scores of the size that
+matter (units of log-probability) would take thousands of steps; stored this way
+they move `rate` times faster than the other weights. The loss (`crf_loss`) is the negative log-likelihood
 of the gold tags under the linear-chain model whose token scores are the
 log-probabilities and whose steps are `pos_ner.decoding.lattice`: the lattice
 the constrained Viterbi decodes, so training and decoding score the same paths.
 Tokens without a gold tag are marginalised out.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, cast
 
 import numpy
 from thinc.api import Model, zero_init
@@ -18,10 +22,24 @@ from thinc.types import Floats2d
 from ..decoding import lattice
 
 
-def transitions_layer(nO: Optional[int] = None) -> Model[List[Floats2d], List[Floats2d]]:
-    """An identity layer whose parameter "W" (nO × nO, zeros at the start, so
-    decoding starts as without it) is trained through `inc_grad` by the loss."""
-    return Model("transitions", forward, init=init, dims={"nO": nO}, params={"W": None})
+def transitions_layer(nO: Optional[int] = None, rate: float = 1.0) -> Model[List[Floats2d], List[Floats2d]]:
+    """An identity layer that holds transition scores (nO × nO, zeros at the
+    start, so decoding starts as without them), trained through `add_gradient`
+    by the loss."""
+    if rate <= 0:
+        raise ValueError(f"transition_rate must be > 0, got {rate}")
+    return Model("transitions", forward, init=init, dims={"nO": nO}, params={"W": None}, attrs={"rate": rate})
+
+
+def scores(layer: Model) -> numpy.ndarray:
+    """The transition scores of a `transitions_layer` (numpy, tags × tags)."""
+    return layer.ops.to_numpy(layer.get_param("W")) * layer.attrs["rate"]
+
+
+def add_gradient(layer: Model, d_scores: numpy.ndarray) -> None:
+    """Add the loss's gradient with respect to the scores to the layer's parameter."""
+    d_param = (d_scores * layer.attrs["rate"]).astype("float32")
+    layer.inc_grad("W", layer.ops.asarray2f(cast(Floats2d, d_param)))
 
 
 def forward(model: Model, X: List[Floats2d], is_train: bool):
