@@ -6,11 +6,13 @@ sentence (`scores(layer)`), stored as the parameter "W" divided by the layer's
 `rate`: Adam moves every weight by about the learning rate per step whatever its
 gradient, so at the encoder's fine-tuning rate (2e-4) scores of the size that
 matter (units of log-probability) would take thousands of steps; stored this way
-they move `rate` times faster than the other weights. The loss (`crf_loss`) is the negative log-likelihood
-of the gold tags under the linear-chain model whose token scores are the
-log-probabilities and whose steps are `pos_ner.decoding.lattice`: the lattice
-the constrained Viterbi decodes, so training and decoding score the same paths.
-Tokens without a gold tag are marginalised out.
+they move `rate` times faster than the other weights.
+
+The loss (`crf_loss`) is the negative log-likelihood of the gold tags under the
+linear-chain model whose token scores are the log-probabilities and whose steps
+are `pos_ner.decoding.lattice`: the lattice the constrained Viterbi decodes, so
+training and decoding score the same paths. Tokens without a gold tag are
+marginalised out.
 """
 
 from typing import List, Optional, Sequence, Tuple, cast
