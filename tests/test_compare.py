@@ -251,6 +251,40 @@ def test_report_only_tabulates_finished_runs_and_trains_nothing(comparison, tmp_
 
 
 @pytest.mark.slow
+def test_definitions_sharing_a_workdir_share_alike_runs_and_refuse_others(comparison, tmp_path):
+    """A run is kept for another definition only when its recipe (config,
+    overrides as applied, corpus, encoder) is the same; a changed one is refused
+    with the file and what differs, and nothing trains or is overwritten."""
+    folder, args, _ = comparison
+    stored = json.loads((folder / "runs" / "no_pos-seed0" / "result.json").read_text())
+    assert stored["recipe"]["overrides"]["components.ner.model.feature_width"] == 0
+    assert stored["recipe"]["overrides"]["system.seed"] == 0
+    logs = {p: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/train.log")}
+
+    def run(definition_text, *extra):
+        definition = tmp_path / "other.yml"
+        definition.write_text(definition_text, encoding="utf8")
+        output = tmp_path / "other.json"
+        rest = args[1 : args.index("--output")] + ["--output", str(output)] + args[args.index("--output") + 2 :]
+        return invoke([str(definition), *rest, *extra])
+
+    alike = "epochs: 1\nseeds: [0, 1]\nwarmup_share: 0.5\nsystems:\n  no_pos:\n    config: configs/pos_ner.cfg\n"
+    alike += "    overrides:\n      components.ner.model.feature_width: 0\n"
+    result = run(alike, "--seed", "0")
+    assert result.exit_code == 0, result.output
+    assert "no_pos-seed0: done before, kept" in result.output
+    other = alike.replace("feature_width: 0", "feature_width: 8")
+    result = run(other, "--seed", "0")
+    assert result.exit_code != 0
+    assert "no_pos-seed0" in result.output and "another recipe" in result.output and "overrides" in result.output
+    longer = alike.replace("epochs: 1", "epochs: 2")
+    result = run(longer, "--seed", "0", "--report-only")
+    assert result.exit_code != 0 and "another recipe" in result.output
+    assert {p: p.stat().st_mtime_ns for p in logs} == logs
+    assert json.loads((folder / "runs" / "no_pos-seed0" / "result.json").read_text()) == stored
+
+
+@pytest.mark.slow
 def test_a_failing_run_is_reported_and_the_others_go_ahead(tmp_path, tiny_bert, corpora):
     definition = tmp_path / "compare.yml"
     definition.write_text(
@@ -445,8 +479,15 @@ def test_the_shipped_learning_curve_compares_pos_on_and_off_at_each_size():
     by_size = {}
     for system in definition["systems"].values():
         assert json.dumps(system.get("overrides", {})) in known
-        by_size.setdefault(system["train_sentences"], set()).add(system["series"])
+        by_size.setdefault(system.get("train_sentences", "all"), set()).add(system["series"])
     assert len(by_size) == 3 and all(len(series) == 2 for series in by_size.values())
+    # the full-size points are the converged comparison's runs, alike to the letter
+    converged = compare.load_definition(ROOT / "configs" / "converged.yml")
+    for name in ("pos_ner", "no_pos"):
+        mine, theirs = definition["systems"][name], converged["systems"][name]
+        assert "train_sentences" not in mine and "epochs" not in mine and "epochs" not in theirs
+        assert (mine["config"], mine.get("overrides")) == (theirs["config"], theirs.get("overrides"))
+    assert (definition["epochs"], definition["warmup_share"]) == (converged["epochs"], converged["warmup_share"])
 
 
 @pytest.mark.slow

@@ -8,6 +8,12 @@ gold tokens of dev and test); a `script` system (the Hugging Face baseline)
 trains and scores itself with the same seqeval functions. Paths in the
 definition are relative to the working directory (the project's folder). A run
 whose result file exists is not re-run, so an interrupted comparison resumes.
+Each result keeps its run's recipe (config, the overrides as applied, script
+arguments, corpus files, encoder); a stored result of another recipe under the
+same name is refused, never silently reused. So definitions may share a workdir:
+a run two of them define alike (same name, seed and recipe) trains once, since
+CPU training is deterministic for a seed (the learning curve's full-size points
+are the converged comparison's runs).
 
 A learning curve is a definition whose systems train on part of the corpus:
 `train_sentences: N` gives a system the first N sentences of the training
@@ -28,6 +34,7 @@ import random
 import statistics
 import sys
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -132,6 +139,7 @@ def corpus_words(path: Path) -> int:
     return sum(len(doc) for doc in DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
 
 
+@lru_cache(maxsize=64)
 def steps_per_epoch(config_path: Path, train_path: Path) -> int:
     """How many batches the config's batcher makes of the training corpus."""
     batcher = registry.resolve({"batcher": load_config(config_path)["training"]["batcher"]})["batcher"]
@@ -215,6 +223,20 @@ def summary(metrics: Dict) -> Dict:
     }
 
 
+def recipe_of(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict, transformer: str) -> Dict:
+    """What a run trains and scores, as JSON: two runs with the same recipe give
+    the same result. Edits inside a config file are not part of it."""
+    encoder = str(Path(transformer).resolve()) if Path(transformer).exists() else transformer
+    files = {split: str(path) for split, path in corpus.items()}
+    if "script" in system:
+        shared = {"epochs": epochs_of(system, definition), "warmup_share": definition.get("warmup_share", 0.1)}
+        recipe = {"script": system["script"], "args": system.get("args", {}), "seed": seed, **shared}
+    else:
+        overrides = spacy_overrides(system, seed, corpus, definition, encoder)
+        recipe = {"config": str(system["config"]), "overrides": overrides, "gold_tags": bool(system.get("gold_tags"))}
+    return json.loads(json.dumps({**recipe, "corpus": files, "transformer": encoder}))
+
+
 def run_one(
     run: Dict, definition: Dict, corpora: Dict[str, Dict[str, Path]], transformer: str, gpu: str, workdir: Path
 ) -> Dict:
@@ -222,14 +244,25 @@ def run_one(
     name = f"{run['system']}-seed{run['seed']}"
     out = workdir / name
     result_path = out / "result.json"
-    if result_path.exists():
-        print(f"{name}: done before, kept ({result_path})", flush=True)
-        return json.loads(result_path.read_text(encoding="utf8"))
     kind = system.get("corpus", "documents")
     corpus = corpora[kind]
     if system.get("train_sentences"):
         subset = train_subset(corpus["train"], system["train_sentences"], workdir / "subsets" / kind)
         corpus = {**corpus, "train": subset}
+    recipe = recipe_of(system, run["seed"], corpus, definition, transformer)
+    if result_path.exists():
+        stored = json.loads(result_path.read_text(encoding="utf8"))
+        # results written before recipes were kept have none: kept as they are
+        if "recipe" in stored and stored["recipe"] != recipe:
+            changed = sorted(
+                key for key in {*recipe, *stored["recipe"]} if recipe.get(key) != stored["recipe"].get(key)
+            )
+            raise DefinitionError(
+                f"{result_path}: a run of {name} with another recipe is stored there (differs in "
+                f"{', '.join(changed)}); move it away or give another --workdir"
+            )
+        print(f"{name}: done before, kept ({result_path})", flush=True)
+        return stored
     print(f"{name}: training ...", flush=True)
     if "script" in system:
         outcome = run_script(system, run["seed"], corpus, definition, transformer, gpu, out)
@@ -259,6 +292,7 @@ def run_one(
         "test_per_type_f1": test["per_type"],
         "inference_words_per_second": test["words_per_second"],
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recipe": recipe,
     }
     # Atomic: a result file that exists is a finished run (see above), never a half-written one.
     write_text(result_path, json.dumps(result, indent=2))
