@@ -52,10 +52,15 @@ def lattice(names: Tuple[str, ...], transitions: Optional[numpy.ndarray] = None)
     where the step is not allowed, else 0 plus the learned `transitions[i, j]`
     when given. A sentence start takes no transition score from the tag before."""
     allowed, allowed_first = transition_masks(names)
+    return step_scores(allowed, transitions), numpy.where(allowed_first, 0.0, -numpy.inf)
+
+
+def step_scores(allowed: numpy.ndarray, transitions: Optional[numpy.ndarray]) -> numpy.ndarray:
+    """-inf for the steps `allowed` rules out, else 0 or the learned score."""
     within = numpy.where(allowed, 0.0, -numpy.inf)
     if transitions is not None:
         within = within + numpy.asarray(transitions, dtype=numpy.float64)
-    return within, numpy.where(allowed_first, 0.0, -numpy.inf)
+    return within
 
 
 def viterbi_decode(
@@ -99,9 +104,7 @@ def viterbi_decode_batch(
         starts[row, : lengths[b]] = numpy.asarray(sent_starts[b], dtype=bool)
     # live[i]: how many (sorted) sequences are longer than i
     live = numpy.searchsorted(-lengths_sorted, -numpy.arange(longest), side="left")
-    forbidden = numpy.where(allowed, 0.0, -numpy.inf)
-    if transitions is not None:
-        forbidden = forbidden + numpy.asarray(transitions, dtype=numpy.float64)
+    forbidden = step_scores(allowed, transitions)
     forbidden_first = numpy.where(allowed_first, 0.0, -numpy.inf)
     restart = numpy.broadcast_to(forbidden_first, (n_tags, n_tags))
     backpointers = numpy.zeros((n_docs, longest, n_tags), dtype=numpy.int64)
