@@ -76,15 +76,18 @@ def _marginals(
     for t in range(length - 2, -1, -1):
         beta[:, t] = _logsumexp(steps[t + 1] + (emit[:, t + 1] + beta[:, t + 1])[:, None, :], axis=2)
     log_z = _logsumexp(alpha[:, -1], axis=1)
-    token = numpy.exp(alpha + beta - log_z[:, None, None])
     pair = numpy.zeros((n_rows, length, *steps.shape[1:]))
-    if length > 1:
-        pair[:, 1:] = numpy.exp(
-            alpha[:, :-1, :, None]
-            + steps[None, 1:]
-            + (emit[:, 1:] + beta[:, 1:])[:, :, None, :]
-            - log_z[:, None, None, None]
-        )
+    # A row whose lattice rules every path out has log Z = -inf and NaN
+    # marginals; `crf_loss` does not use them.
+    with numpy.errstate(invalid="ignore"):
+        token = numpy.exp(alpha + beta - log_z[:, None, None])
+        if length > 1:
+            pair[:, 1:] = numpy.exp(
+                alpha[:, :-1, :, None]
+                + steps[None, 1:]
+                + (emit[:, 1:] + beta[:, 1:])[:, :, None, :]
+                - log_z[:, None, None, None]
+            )
     return log_z, token, pair
 
 
