@@ -247,6 +247,20 @@ def test_report_only_tabulates_finished_runs_and_trains_nothing(comparison, tmp_
         assert "not run yet (1): pos_ner-seed1" in result.output
     finally:
         (tmp_path / "kept.json").rename(folder / "runs" / "pos_ner-seed1" / "result.json")
+    # Only the finished runs' corpora must exist (their recipes are checked
+    # against them): with the sentences run not finished, no sentences corpus is needed.
+    absent = [*args]
+    absent[absent.index("--sentences") + 1] = str(tmp_path / "absent")
+    sentences_result = folder / "runs" / "sentences-seed0" / "result.json"
+    sentences_result.rename(tmp_path / "sentences.json")
+    try:
+        result = invoke([*absent, "--report-only"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(output.read_text())["not_run"] == [{"system": "sentences", "seed": 0}]
+    finally:
+        (tmp_path / "sentences.json").rename(sentences_result)
+    result = invoke([*absent, "--report-only"])
+    assert result.exit_code != 0 and str(tmp_path / "absent") in result.output
     assert {p: p.stat().st_mtime_ns for p in logs} == logs
 
 

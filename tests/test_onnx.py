@@ -58,6 +58,7 @@ def test_export_writes_model_and_meta(onnx_dir, nlp):
     assert meta["ner_tags"] == nlp.get_pipe("ner").tag_names
     assert meta["tagger_labels"] == list(nlp.get_pipe("tagger").labels)
     assert (meta["span_getter"], meta["window"], meta["stride"]) == (WORDPIECE_WINDOWS, 160, 120)
+    assert meta["sentences"] is False
     assert meta["features"] == ["TAG", "SHAPE"] and meta["max_length"] == 256  # the tiny BERT's position embeddings
     assert all((onnx_dir / name).is_file() for name in meta["models"].values())
     assert set(meta["models"]) == {"fp32", "int8"}
@@ -69,6 +70,24 @@ def test_unit_length_windows_match_spacy_transformers(n_tokens):
     doc = Doc(spacy.blank("en").vocab, words=["w"] * n_tokens)
     expected = [(span.start, span.end) for span in get_strided_spans([doc], 128, 96)[0]]
     assert window_bounds([1] * n_tokens, 128, 96) == expected
+
+
+def test_sentence_windows_export_and_run_as_in_pytorch(tiny_pipeline_dir, tmp_path):
+    """A pipeline with `sentences = true` exports the setting, and the runtime
+    cuts each document into the span getter's windows of whole sentences."""
+    nlp = spacy.load(tiny_pipeline_dir, config={"components.transformer.model.get_spans.sentences": True})
+    nlp.to_disk(tmp_path / "model")
+    result = CliRunner().invoke(app, ["export-onnx", str(tmp_path / "model"), str(tmp_path / "onnx")])
+    assert result.exit_code == 0, result.output
+    runtime = OnnxNer(tmp_path / "onnx")
+    assert runtime.meta["sentences"] is True
+    docs = [untagged(make_doc(nlp.vocab, random.Random(6), n_sents=40)), *map(untagged, make_docs(3, vocab=nlp.vocab))]
+    getter = nlp.get_pipe("transformer").model.attrs["get_spans"]
+    expected = [[(span.start, span.end) for span in spans] for spans in getter(docs)]
+    assert [runtime.windows(doc) for doc in docs] == expected and len(expected[0]) > 1
+    reference = list(nlp.pipe([untagged(doc) for doc in docs]))
+    for ref_p, p in zip(nlp.get_pipe("ner").predict(reference), runtime.predict(docs)[2]):
+        numpy.testing.assert_allclose(p, ref_p, atol=1e-4)
 
 
 def test_batch_of_mixed_lengths_matches_pytorch(onnx_ner, nlp):

@@ -1,17 +1,22 @@
 """Encoder windows bounded in wordpieces: every token gets a vector, however
 many wordpieces one token splits into."""
 
+import random
+from bisect import bisect_right
+from itertools import accumulate
+
 import numpy
 import pytest
+import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from spacy.tokens import Doc
 from spacy.util import load_config, load_model_from_config
 from transformers import AutoTokenizer
 
-from pos_ner.windows import window_bounds, wordpiece_counts
+from pos_ner.windows import doc_windows, sentence_window_bounds, sentences_of, window_bounds, wordpiece_counts
 
-from conftest import ROOT, build_nlp, make_examples
+from conftest import ROOT, build_nlp, make_doc, make_examples
 
 LONG_TOKEN_TEXT = "Anna Berg lives in Paris . Revenue " + "." * 2000 + " 2007 , Tom Reed works for Acme Corp ."
 
@@ -37,6 +42,46 @@ def test_windows_cover_every_token_within_the_budget(lengths, window, stride_sha
         # As long as the budget allows: the next token would not have fitted.
         if end < len(lengths):
             assert sum(lengths[start : end + 1]) > window
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    sentences=st.lists(
+        st.lists(st.one_of(st.integers(0, 3), st.integers(0, 60)), min_size=1, max_size=30), max_size=20
+    ),
+    window=st.integers(1, 120),
+    stride_share=st.floats(0.01, 1.0),
+)
+def test_sentence_windows_cover_every_token_and_cut_only_sentences_too_long(sentences, window, stride_share):
+    stride = max(1, int(window * stride_share))
+    lengths = [length for sentence in sentences for length in sentence]
+    starts = list(accumulate([0, *map(len, sentences)]))
+    windows = sentence_window_bounds(lengths, list(zip(starts, starts[1:])), window, stride)
+    if not lengths:
+        assert windows == []
+        return
+    assert windows[0][0] == 0 and windows[-1][1] == len(lengths)
+    for (start, end), (next_start, next_end) in zip(windows, windows[1:]):
+        assert start < next_start <= end < next_end
+    for start, end in windows:
+        assert sum(lengths[start:end]) <= window or end - start == 1
+        if start in starts and end in starts:
+            continue  # whole sentences
+        # Cut inside a sentence: only one longer than the window, and the window lies within it.
+        i = bisect_right(starts, start) - 1
+        assert starts[i] <= start < end <= starts[i + 1]
+        assert sum(lengths[starts[i] : starts[i + 1]]) > window
+
+
+def test_sentences_are_the_docs_own_or_else_the_sentencizers():
+    nlp = spacy.blank("en")
+    doc = nlp("Anna lives in Paris. She works for Globex! Really? Yes")
+    assert sentences_of(doc) == [(0, 5), (5, 10), (10, 12), (12, 13)]
+    assert not doc.has_annotation("SENT_START")  # found, not set
+    words = [token.text for token in doc]
+    own = Doc(nlp.vocab, words=words, sent_starts=[i in (0, 3) for i in range(len(words))])
+    assert sentences_of(own) == [(0, 3), (3, len(words))]
+    assert sentences_of(nlp("")) == [] and doc_windows(nlp(""), [], 10, 5, True) == []
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +151,31 @@ def test_configs_use_the_wordpiece_windows():
         model = load_config(ROOT / "configs" / f"{name}.cfg")["components"]["transformer"]["model"]
         assert model["@architectures"] == "pos_ner.TransformerModel.v1"
         assert model["get_spans"]["@span_getters"] == "pos_ner.wordpiece_windows.v1"
+        assert model["get_spans"]["sentences"] is False
+
+
+def test_sentence_windows_in_the_pipeline_and_after_a_round_trip(tiny_pipeline_dir, tmp_path):
+    """`sentences = true` on the trained pipeline: every window is whole
+    sentences (the doc's are short), every token still gets wordpieces, and
+    the setting survives to_disk / spacy.load."""
+    nlp = spacy.load(tiny_pipeline_dir, config={"components.transformer.model.get_spans.sentences": True})
+    gold = make_doc(nlp.vocab, random.Random(5), n_sents=40)
+    text = gold.text
+    doc = nlp(text)
+    starts = {start for start, _ in sentences_of(nlp.make_doc(text))} | {len(doc)}
+    assert len(starts) > 30  # the sentencizer found the sentences
+    getter = nlp.get_pipe("transformer").model.attrs["get_spans"]
+    windows = [(span.start, span.end) for span in getter([doc])[0]]
+    assert len(windows) > 1 and all(start in starts and end in starts for start, end in windows)
+    plain = spacy.load(tiny_pipeline_dir)
+    plain_windows = [
+        (span.start, span.end) for span in plain.get_pipe("transformer").model.attrs["get_spans"]([doc])[0]
+    ]
+    assert windows != plain_windows and not all(s in starts and e in starts for s, e in plain_windows)
+    assert all(doc._.trf_data.align[token.i].data.size > 0 for token in doc)
+    nlp.to_disk(tmp_path / "model")
+    loaded = spacy.load(tmp_path / "model")
+    assert loaded.config["components"]["transformer"]["model"]["get_spans"]["sentences"] is True
+    again = loaded(text)
+    assert [(e.start, e.end, e.label_) for e in again.ents] == [(e.start, e.end, e.label_) for e in doc.ents]
+    numpy.testing.assert_allclose(again._.trf_data.tensors[0], doc._.trf_data.tensors[0], atol=1e-5)

@@ -11,10 +11,10 @@ apart; a PyTorch model with a parameter at its top level (no dot) would be
 counted as a head, which no Hugging Face encoder has.
 """
 
-from typing import Tuple
+from typing import Tuple, cast
 
 from thinc.api import Optimizer, registry
-from thinc.optimizers import FloatOrSeq
+from thinc.optimizers import ADAM_DEFAULTS, FloatOrSeq
 from thinc.types import FloatsXd
 
 
@@ -41,15 +41,15 @@ class HeadRateOptimizer(Optimizer):
 
 @registry.optimizers("pos_ner.Adam.v1")
 def adam_with_head_rate(
-    learn_rate: FloatOrSeq = 0.001,
+    learn_rate: FloatOrSeq = ADAM_DEFAULTS["learn_rate"],
     *,
     head_rate: float = 1.0,
-    L2: FloatOrSeq = 0.0,
-    beta1: FloatOrSeq = 0.9,
-    beta2: FloatOrSeq = 0.999,
-    eps: FloatOrSeq = 1e-08,
-    grad_clip: FloatOrSeq = 1.0,
-    L2_is_weight_decay: bool = True,
+    L2: FloatOrSeq = ADAM_DEFAULTS["L2"],
+    beta1: FloatOrSeq = ADAM_DEFAULTS["beta1"],
+    beta2: FloatOrSeq = ADAM_DEFAULTS["beta2"],
+    eps: FloatOrSeq = ADAM_DEFAULTS["eps"],
+    grad_clip: FloatOrSeq = ADAM_DEFAULTS["grad_clip"],
+    L2_is_weight_decay: bool = cast(bool, ADAM_DEFAULTS["L2_is_weight_decay"]),
     use_averages: bool = True,
 ) -> HeadRateOptimizer:
     """thinc's `Adam.v1`, with its arguments and defaults, plus `head_rate`."""

@@ -16,6 +16,13 @@ wordpieces and every other token keeps its full context. The tokenizer comes
 from the transformer model the getter belongs to, so use it with
 `pos_ner.TransformerModel.v1`, which connects the two.
 
+With `sentences = true` a window also begins and ends at sentence boundaries:
+whole sentences are packed by the same rule (a longer sentence is cut within
+itself), so the encoder never sees a sentence cut at a window's edge. The
+boundaries are the Doc's own where an earlier component set them, else those of
+spaCy's rule-based `sentencizer`, found by the getter itself, so training,
+evaluation and prediction on raw text cut alike.
+
 Counts are per token: the joint tokenization of a window's text can differ by a
 piece at a token boundary, which the margin between `window` and the encoder's
 maximum (512 for BERT) absorbs.
@@ -27,16 +34,16 @@ from spacy.tokens import Doc, Span
 from spacy_transformers.layers import TransformerModel
 from spacy_transformers.util import registry
 
-from .windows import WORDPIECE_WINDOWS, encoder_max_length, window_bounds, wordpiece_counts
+from .windows import WORDPIECE_WINDOWS, doc_windows, encoder_max_length, wordpiece_counts
 
 
 class WordpieceWindows:
     """The span getter: call it on a batch of Docs for each Doc's windows."""
 
-    def __init__(self, window: int, stride: int):
+    def __init__(self, window: int, stride: int, sentences: bool = False):
         if window < 1 or not 0 < stride <= window:
             raise ValueError(f"{WORDPIECE_WINDOWS}: need window >= 1 and 0 < stride <= window, got {window}, {stride}")
-        self.window, self.stride = window, stride
+        self.window, self.stride, self.sentences = window, stride, sentences
         self.model: Optional[TransformerModel] = None
 
     def bind(self, model: TransformerModel) -> None:
@@ -63,12 +70,18 @@ class WordpieceWindows:
     def __call__(self, docs: Sequence[Doc]) -> List[List[Span]]:
         tokenizer = self.tokenizer()
         return [
-            [doc[start:end] for start, end in window_bounds(wordpiece_counts(tokenizer, doc), self.window, self.stride)]
+            [
+                doc[start:end]
+                for start, end in doc_windows(
+                    doc, wordpiece_counts(tokenizer, doc), self.window, self.stride, self.sentences
+                )
+            ]
             for doc in docs
         ]
 
 
 @registry.span_getters(WORDPIECE_WINDOWS)  # type: ignore[attr-defined]
-def configure_wordpiece_windows(window: int, stride: int) -> WordpieceWindows:
-    """Windows of at most `window` wordpieces, starting every `stride` wordpieces."""
-    return WordpieceWindows(window, stride)
+def configure_wordpiece_windows(window: int, stride: int, sentences: bool = False) -> WordpieceWindows:
+    """Windows of at most `window` wordpieces, starting every `stride` wordpieces;
+    with `sentences`, made of whole sentences."""
+    return WordpieceWindows(window, stride, sentences)

@@ -6,6 +6,7 @@ from bisect import bisect_left
 from itertools import accumulate
 from typing import Any, List, Sequence, Tuple
 
+from spacy.pipeline import Sentencizer
 from spacy.tokens import Doc
 
 WORDPIECE_WINDOWS = "pos_ner.wordpiece_windows.v1"
@@ -39,6 +40,47 @@ def window_bounds(lengths: Sequence[int], window: int, stride: int) -> List[Tupl
         by_stride = bisect_left(offsets, offsets[start] + stride, start + 1, end)
         reaching = bisect_left(offsets, offsets[end + 1] - window, start + 1, end)
         start = max(by_stride, reaching)
+
+
+def sentence_window_bounds(
+    lengths: Sequence[int], sentences: Sequence[Tuple[int, int]], window: int, stride: int
+) -> List[Tuple[int, int]]:
+    """(start, end) token windows that begin and end at sentence boundaries.
+
+    Whole sentences (`sentences`: (start, end) token bounds covering the
+    tokens in order) are packed the way `window_bounds` packs tokens, a
+    sentence counting its wordpieces; a sentence longer than `window` is cut
+    within itself by `window_bounds`."""
+    sentence_lengths = [sum(lengths[start:end]) for start, end in sentences]
+    windows: List[Tuple[int, int]] = []
+    for first, last in window_bounds(sentence_lengths, window, stride):
+        start, end = sentences[first][0], sentences[last - 1][1]
+        if sentence_lengths[first] > window:  # such a sentence is alone in its window
+            windows.extend((start + a, start + b) for a, b in window_bounds(lengths[start:end], window, stride))
+        else:
+            windows.append((start, end))
+    return windows
+
+
+_SENTENCIZER = Sentencizer()
+
+
+def sentences_of(doc: Doc) -> List[Tuple[int, int]]:
+    """(start, end) of each sentence of `doc`: its own boundaries where a
+    component set them, else those of spaCy's rule-based `sentencizer` (which
+    `doc` is not changed by)."""
+    if doc.has_annotation("SENT_START"):
+        return [(sent.start, sent.end) for sent in doc.sents]
+    starts = [i for i, is_start in enumerate(_SENTENCIZER.predict([doc])[0]) if is_start]
+    return list(zip(starts, [*starts[1:], len(doc)]))
+
+
+def doc_windows(doc: Doc, lengths: Sequence[int], window: int, stride: int, sentences: bool) -> List[Tuple[int, int]]:
+    """The windows of `doc`, whose tokens are `lengths` wordpieces long: by
+    `window_bounds`, or with `sentences` by `sentence_window_bounds`."""
+    if not sentences or not len(doc):
+        return window_bounds(lengths, window, stride)
+    return sentence_window_bounds(lengths, sentences_of(doc), window, stride)
 
 
 def encoder_max_length(tokenizer: Any, transformer: Any) -> int:

@@ -388,17 +388,19 @@ def compare(
         kind: {split: (folder / f"{split}.spacy").resolve() for split in ("train", "dev", "test")}
         for kind, folder in (("documents", corpus_dir), ("sentences", sentences_dir))
     }
-    planned = runs(definition, only, seeds)
-    needed = {definition["systems"][r["system"]].get("corpus", "documents") for r in planned}
+    planned = [] if report_only else runs(definition, only, seeds)
+    # The selection says what trains; the report covers every finished run of the
+    # definition, so that `--only` or `--seed` never drops a row from the table.
+    # A finished run needs its corpus too: its recipe is checked against it.
+    every = runs(definition, None, None)
+    finished = [r for r in every if (workdir.resolve() / f"{r['system']}-seed{r['seed']}" / "result.json").exists()]
+    needed = {definition["systems"][r["system"]].get("corpus", "documents") for r in [*planned, *finished]}
     missing = [str(path) for kind in corpora if kind in needed for path in corpora[kind].values() if not path.exists()]
     if missing:
         raise DefinitionError(f"{', '.join(missing)} do(es) not exist (run the convert steps first)")
     results, failures, not_run = [], [], []
-    # The selection says what trains; the report covers every finished run of the
-    # definition, so that `--only` or `--seed` never drops a row from the table.
-    for run in runs(definition, None, None):
-        finished = (workdir.resolve() / f"{run['system']}-seed{run['seed']}" / "result.json").exists()
-        if not finished and (report_only or run not in planned):
+    for run in every:
+        if run not in finished and run not in planned:
             not_run.append(run)
             continue
         try:

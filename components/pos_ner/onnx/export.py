@@ -272,6 +272,7 @@ def export(
         "span_getter": spans["@span_getters"],
         "window": spans["window"],
         "stride": spans["stride"],
+        "sentences": bool(spans.get("sentences", False)),
         "max_length": encoder_max_length(tokenizer, encoder),
         "inputs": input_names,
         "hf_tokenizer": "hf_tokenizer",

@@ -34,7 +34,7 @@ from thinc.api import NumpyOps
 from ..decoding import tag_names
 from ..layers.length_groups import length_groups
 from ..pipeline_component import install_extensions, set_entities
-from ..windows import WORDPIECE_WINDOWS, window_bounds, wordpiece_counts
+from ..windows import WORDPIECE_WINDOWS, doc_windows, wordpiece_counts
 from . import META_FILE
 
 
@@ -155,12 +155,13 @@ class OnnxNer:
 
     def windows(self, doc: Doc) -> List[Tuple[int, int]]:
         """The token windows of the exported span getter: bounded in wordpieces
-        (pos_ner.wordpiece_windows.v1) or in tokens (spacy-transformers' strided_spans)."""
+        (pos_ner.wordpiece_windows.v1, of whole sentences with its `sentences`) or
+        in tokens (spacy-transformers' strided_spans)."""
         if self.meta.get("span_getter") == WORDPIECE_WINDOWS:
             lengths = wordpiece_counts(self.hf_tokenizer, doc)
         else:
             lengths = [1] * len(doc)
-        return window_bounds(lengths, self.meta["window"], self.meta["stride"])
+        return doc_windows(doc, lengths, self.meta["window"], self.meta["stride"], self.meta.get("sentences", False))
 
     def encode(self, docs: Sequence[Doc]) -> Dict[str, numpy.ndarray]:
         """The graph's inputs: wordpiece windows of all docs and, per token, the
