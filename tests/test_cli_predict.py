@@ -231,6 +231,21 @@ def test_n_process_2_gives_the_entities_of_one_process(tiny_pipeline_dir, work):
     assert not stale.exists()
 
 
+def signal_masks(pid: int) -> str:
+    """Each thread's name and SigBlk/SigIgn/SigCgt masks from /proc (Linux; else empty)."""
+    lines = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            status = (task / "status").read_text().splitlines()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = dict(line.split(":\t", 1) for line in status if ":\t" in line)
+        lines.append(
+            " ".join(f"{key}={fields.get(key, '?').strip()}" for key in ("Name", "SigBlk", "SigIgn", "SigCgt"))
+        )
+    return "\n".join(lines)
+
+
 @pytest.mark.parametrize(
     "signum,n_process",
     [
@@ -259,11 +274,14 @@ def test_signal_mid_run_leaves_no_temp_file_and_the_earlier_output(signum, n_pro
             assert process.poll() is None, process.communicate()[1]
             assert time.monotonic() < deadline, "no temporary output appeared"
             time.sleep(0.2)
+        # What the signal meets, per thread (blocked, ignored, caught), for the
+        # failure message: a SIGINT once went unnoticed (the run finished, exit 0).
+        masks = signal_masks(process.pid)
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == (143 if signum == signal.SIGTERM else 130), stderr
+    assert process.returncode == (143 if signum == signal.SIGTERM else 130), f"{stderr}\n{masks}"
     assert "Traceback" not in stderr
     if signum == signal.SIGTERM:
         assert stderr.strip().splitlines()[-1] == "pos-ner predict: terminated"
