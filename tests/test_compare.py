@@ -238,6 +238,9 @@ def test_report_only_tabulates_finished_runs_and_trains_nothing(comparison, tmp_
     assert len(report["runs"]) == 5 and report["not_run"] == []
     assert {row["system"]: row["seeds"] for row in report["systems"]}["pos_ner"] == [0, 1]
     assert {p: p.stat().st_mtime_ns for p in logs} == logs
+    # Runs recorded in the output report are restored (see the tests below); here
+    # a run missing from the workdir must also be missing from the report.
+    output.unlink()
     (folder / "runs" / "pos_ner-seed1" / "result.json").rename(tmp_path / "kept.json")
     try:
         result = invoke([*args, "--report-only"])
@@ -252,6 +255,7 @@ def test_report_only_tabulates_finished_runs_and_trains_nothing(comparison, tmp_
     absent = [*args]
     absent[absent.index("--sentences") + 1] = str(tmp_path / "absent")
     sentences_result = folder / "runs" / "sentences-seed0" / "result.json"
+    output.unlink()
     sentences_result.rename(tmp_path / "sentences.json")
     try:
         result = invoke([*absent, "--report-only"])
@@ -296,6 +300,106 @@ def test_definitions_sharing_a_workdir_share_alike_runs_and_refuse_others(compar
     assert result.exit_code != 0 and "another recipe" in result.output
     assert {p: p.stat().st_mtime_ns for p in logs} == logs
     assert json.loads((folder / "runs" / "no_pos-seed0" / "result.json").read_text()) == stored
+
+
+def with_output(args, output, workdir=None):
+    """The comparison's arguments with another --output (and --workdir)."""
+    args = [*args]
+    args[args.index("--output") + 1] = str(output)
+    if workdir is not None:
+        args[args.index("--workdir") + 1] = str(workdir)
+    return args
+
+
+@pytest.mark.slow
+def test_a_lost_workdir_is_restored_from_the_report_and_nothing_trains_again(comparison, tmp_path):
+    """The workdir is not committed; the report is. A fresh checkout with the
+    report and an empty workdir keeps every run (none trains) and writes the
+    same table."""
+    folder, args, _ = comparison
+    output = tmp_path / "compare.json"
+    output.write_text((folder / "compare.json").read_text())
+    before = json.loads(output.read_text())
+    fresh = tmp_path / "fresh"
+    result = invoke(with_output(args, output, fresh))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("restored from") == 5
+    assert not list(fresh.glob("*/train.log")) and not list(fresh.glob("*/model-last"))
+    report = json.loads(output.read_text())
+    assert report["runs"] == before["runs"] and report["systems"] == before["systems"]
+    assert report["set_aside"] == [] and report["not_run"] == []
+    assert (tmp_path / "compare.md").read_text() == (folder / "compare.md").read_text()
+    restored = json.loads((fresh / "no_pos-seed0" / "result.json").read_text())
+    assert restored == json.loads((folder / "runs" / "no_pos-seed0" / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_stored_run_that_cannot_be_checked_is_set_aside_never_dropped(comparison, tmp_path):
+    """A recorded run of another recipe, or with none, is not tabulated, not
+    trained over silently, and stays in the report with the reason."""
+    folder, args, _ = comparison
+    report = json.loads((folder / "compare.json").read_text())
+    by_name = {f"{r['system']}-seed{r['seed']}": r for r in report["runs"]}
+    by_name["no_pos-seed0"]["recipe"]["overrides"]["components.ner.model.feature_width"] = 8
+    del by_name["sentences-seed0"]["recipe"]
+    by_name["gone-seed0"] = {**by_name["pos_ner-seed0"], "system": "gone"}
+    report["runs"] = list(by_name.values())
+    output = tmp_path / "compare.json"
+    output.write_text(json.dumps(report))
+    fresh = tmp_path / "fresh"
+    result = invoke([*with_output(args, output, fresh), "--report-only"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(output.read_text())
+    tabulated = sorted((r["system"], r["seed"]) for r in written["runs"])
+    assert tabulated == [("hf_trainer", 0), ("pos_ner", 0), ("pos_ner", 1)]
+    assert sorted(written["not_run"], key=str) == sorted(
+        [{"system": "no_pos", "seed": 0}, {"system": "sentences", "seed": 0}], key=str
+    )
+    aside = {f"{r['system']}-seed{r['seed']}": r["set_aside_because"] for r in written["set_aside"]}
+    assert set(aside) == {"no_pos-seed0", "sentences-seed0", "gone-seed0"}
+    assert "another recipe" in aside["no_pos-seed0"] and "overrides" in aside["no_pos-seed0"]
+    assert "no recipe" in aside["sentences-seed0"] and "not a run of this definition" in aside["gone-seed0"]
+    assert "set aside in" in result.output and "no_pos-seed0: another recipe" in result.output
+    # Set-aside runs are kept in every later report, once each, their numbers intact.
+    result = invoke([*with_output(args, output, fresh), "--report-only"])
+    assert result.exit_code == 0, result.output
+    again = json.loads(output.read_text())
+    assert again["set_aside"] == written["set_aside"]
+    kept = sorted(r["test_f1"] for r in again["set_aside"])
+    assert kept == sorted(by_name[name]["test_f1"] for name in aside)
+    assert not (fresh / "no_pos-seed0").exists() and not (fresh / "sentences-seed0").exists()
+
+
+@pytest.mark.slow
+def test_another_definitions_report_lends_its_alike_runs(comparison, tmp_path):
+    """--stored REPORT: its runs that this definition defines alike count as
+    finished; its other runs are ignored (not set aside: they are not ours)."""
+    folder, args, _ = comparison
+    definition = tmp_path / "other.yml"
+    text = "epochs: 1\nseeds: [0, 1]\nwarmup_share: 0.5\nsystems:\n  no_pos:\n    config: configs/pos_ner.cfg\n"
+    text += "    overrides:\n      components.ner.model.feature_width: 0\n"
+    definition.write_text(text, encoding="utf8")
+    output = tmp_path / "other.json"
+    rest = with_output(args, output, tmp_path / "fresh")[1:]
+    result = invoke([str(definition), *rest, "--report-only", "--stored", str(folder / "compare.json")])
+    assert result.exit_code == 0, result.output
+    assert "no_pos-seed0: restored from" in result.output
+    report = json.loads(output.read_text())
+    assert [(r["system"], r["seed"]) for r in report["runs"]] == [("no_pos", 0)]
+    assert report["set_aside"] == []
+
+
+def test_recipes_keep_paths_under_the_project_relative(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    inside = str(tmp_path.resolve() / "corpus" / "train.spacy")
+    recipe = {"corpus": {"train": inside, "dev": "/elsewhere/dev.spacy"}, "overrides": {"n": 1, "l": [inside]}}
+    assert compare.portable(recipe) == {
+        "corpus": {"train": "corpus/train.spacy", "dev": "/elsewhere/dev.spacy"},
+        "overrides": {"n": 1, "l": ["corpus/train.spacy"]},
+    }
+    # A recipe recorded with absolute paths on this checkout equals its portable form.
+    assert compare.recipe_differences(compare.portable(recipe), recipe) == []
+    assert compare.recipe_differences(compare.portable(recipe), {**recipe, "overrides": {}}) == ["overrides"]
 
 
 @pytest.mark.slow

@@ -26,6 +26,14 @@ def compare_cli(
     report_only: bool = typer.Option(
         False, "--report-only", help="Train nothing: tabulate the finished runs and list the others"
     ),
+    stored: Optional[List[Path]] = typer.Option(
+        None,
+        "--stored",
+        exists=True,
+        dir_okay=False,
+        help="Another report whose runs count as finished where their recipe matches (repeatable); "
+        "OUTPUT's own runs always do",
+    ),
 ) -> None:
     """Train, score and tabulate every system of DEFINITION_PATH; resumable.
     OUTPUT and its .md table are checked against the inputs before any
@@ -41,11 +49,25 @@ def compare_cli(
     check_outputs([output, table], [definition_path, *corpora, corpus_dir, sentences_dir])
     try:
         report = compare(
-            definition_path, transformer, corpus_dir, sentences_dir, workdir, output, gpu, only, seeds, report_only
+            definition_path,
+            transformer,
+            corpus_dir,
+            sentences_dir,
+            workdir,
+            output,
+            gpu,
+            only,
+            seeds,
+            report_only,
+            stored,
         )
     except DefinitionError as error:
         fail(str(error))
     typer.echo(report["markdown"])
+    if report["set_aside"]:
+        typer.echo(f"set aside in {output}, not tabulated ({len(report['set_aside'])}):")
+        for run in report["set_aside"]:
+            typer.echo(f"  {run['system']}-seed{run['seed']}: {run['set_aside_because']}")
     if report["not_run"]:
         names = ", ".join(f"{r['system']}-seed{r['seed']}" for r in report["not_run"])
         typer.echo(f"not run yet ({len(report['not_run'])}): {names}")

@@ -13,7 +13,16 @@ arguments, corpus files, encoder); a stored result of another recipe under the
 same name is refused, never silently reused. So definitions may share a workdir:
 a run two of them define alike (same name, seed and recipe) trains once, since
 CPU training is deterministic for a seed (the learning curve's full-size points
-are the converged comparison's runs).
+are the converged comparison's runs). Paths under the project's folder are kept
+relative in a recipe, so it holds on another checkout.
+
+The workdir (not committed) is lost with the machine; the reports are the
+record. So the runs of the output report, and of the `stored` reports, count as
+finished when their recipe is the one the definition gives now: they are written
+back into the workdir ("restored") and never trained again. A stored run that
+cannot be checked (another recipe, or none: written before recipes were kept)
+is not tabulated; it stays in the report under "set_aside" with the reason, so
+re-running a comparison never drops a measurement from its report.
 
 A learning curve is a definition whose systems train on part of the corpus:
 `train_sentences: N` gives a system the first N sentences of the training
@@ -223,6 +232,19 @@ def summary(metrics: Dict) -> Dict:
     }
 
 
+def portable(value: Any) -> Any:
+    """`value` (JSON) with every absolute path under the working directory (the
+    project's folder) made relative to it, so that recipes compare across checkouts."""
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable(item) for item in value]
+    if isinstance(value, str):
+        root = f"{Path.cwd().resolve()}/"
+        return value[len(root) :] if value.startswith(root) else value
+    return value
+
+
 def recipe_of(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict, transformer: str) -> Dict:
     """What a run trains and scores, as JSON: two runs with the same recipe give
     the same result. Edits inside a config file are not part of it."""
@@ -234,33 +256,124 @@ def recipe_of(system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict
     else:
         overrides = spacy_overrides(system, seed, corpus, definition, encoder)
         recipe = {"config": str(system["config"]), "overrides": overrides, "gold_tags": bool(system.get("gold_tags"))}
-    return json.loads(json.dumps({**recipe, "corpus": files, "transformer": encoder}))
+    return portable(json.loads(json.dumps({**recipe, "corpus": files, "transformer": encoder})))
+
+
+def recipe_differences(recipe: Dict, stored: Dict) -> List[str]:
+    """The keys in which a stored recipe differs from `recipe` (none: the same run)."""
+    stored = portable(stored)
+    return sorted(key for key in {*recipe, *stored} if recipe.get(key) != stored.get(key))
+
+
+def run_recipe(run: Dict, definition: Dict, corpora: Dict[str, Dict[str, Path]], transformer: str, workdir: Path):
+    """The corpus files a run trains and scores on (its training subset made if
+    needed) and its recipe."""
+    system = definition["systems"][run["system"]]
+    kind = system.get("corpus", "documents")
+    corpus = corpora[kind]
+    if system.get("train_sentences"):
+        subset = train_subset(corpus["train"], system["train_sentences"], workdir / "subsets" / kind)
+        corpus = {**corpus, "train": subset}
+    return corpus, recipe_of(system, run["seed"], corpus, definition, transformer)
+
+
+def run_name(run: Dict) -> str:
+    return f"{run['system']}-seed{run['seed']}"
+
+
+def stored_runs(reports: List[Path]) -> List[Dict]:
+    """Every run recorded in these reports (those that exist), tabulated or set
+    aside, each with the report it came from."""
+    found = []
+    for path in reports:
+        if not path.exists():
+            continue
+        try:
+            report = json.loads(path.read_text(encoding="utf8"))
+            recorded = [*report["runs"], *report.get("set_aside", [])]
+        except (ValueError, KeyError, TypeError) as error:
+            raise DefinitionError(f"{path}: not a comparison report ({error})") from error
+        found += [{**run, "source": str(portable(str(path.resolve())))} for run in recorded]
+    return found
+
+
+def restore(
+    every: List[Dict],
+    stored: List[Dict],
+    own: str,
+    definition: Dict,
+    corpora: Dict[str, Dict[str, Path]],
+    transformer: str,
+    workdir: Path,
+) -> List[Dict]:
+    """Write back into `workdir` each run of the definition that has no result
+    there but one in `stored` with the recipe the definition gives it now; returns
+    the runs of the report `own` (the output) not used, each with the reason, to be
+    set aside in the new report. Other reports' runs that do not apply are ignored."""
+    wanted = {run_name(run): run for run in every}
+    used, aside = set(), []
+    for index, result in enumerate(stored):
+        name = run_name(result)
+        run = wanted.get(name)
+        result_path = workdir / name / "result.json"
+        if run is None:
+            if result["source"] == own:
+                aside.append((index, "not a run of this definition"))
+            continue
+        if "recipe" not in result:
+            reason = "no recipe stored (written before recipes were kept), so it cannot be checked"
+        elif result_path.exists():
+            existing = json.loads(result_path.read_text(encoding="utf8"))
+            if existing.get("finished") == result.get("finished"):
+                used.add(index)  # the workdir holds this very run
+                continue
+            reason = f"{result_path} holds another run of {name}"
+        else:
+            _, recipe = run_recipe(run, definition, corpora, transformer, workdir)
+            changed = recipe_differences(recipe, result["recipe"])
+            if changed:
+                reason = f"another recipe (differs in {', '.join(changed)})"
+            else:
+                kept = {key: value for key, value in result.items() if key not in ("source", "set_aside_because")}
+                write_text(result_path, json.dumps({**kept, "recipe": recipe}, indent=2))
+                print(f"{name}: restored from {result['source']}", flush=True)
+                used.add(index)
+                continue
+        aside.append((index, reason))
+    # One entry per stored run (the same run may be in several reports).
+    seen, set_aside = set(), []
+    for index, reason in aside:
+        result = stored[index]
+        if result["source"] != own:
+            continue
+        key = (run_name(result), result.get("finished"))
+        if key in seen or any(key == (run_name(stored[i]), stored[i].get("finished")) for i in used):
+            continue
+        seen.add(key)
+        kept = {k: v for k, v in result.items() if k not in ("source", "set_aside_because")}
+        set_aside.append({**kept, "set_aside_because": reason})
+    return set_aside
 
 
 def run_one(
     run: Dict, definition: Dict, corpora: Dict[str, Dict[str, Path]], transformer: str, gpu: str, workdir: Path
 ) -> Dict:
     system = definition["systems"][run["system"]]
-    name = f"{run['system']}-seed{run['seed']}"
+    name = run_name(run)
     out = workdir / name
     result_path = out / "result.json"
-    kind = system.get("corpus", "documents")
-    corpus = corpora[kind]
-    if system.get("train_sentences"):
-        subset = train_subset(corpus["train"], system["train_sentences"], workdir / "subsets" / kind)
-        corpus = {**corpus, "train": subset}
-    recipe = recipe_of(system, run["seed"], corpus, definition, transformer)
+    corpus, recipe = run_recipe(run, definition, corpora, transformer, workdir)
     if result_path.exists():
         stored = json.loads(result_path.read_text(encoding="utf8"))
         # results written before recipes were kept have none: kept as they are
-        if "recipe" in stored and stored["recipe"] != recipe:
-            changed = sorted(
-                key for key in {*recipe, *stored["recipe"]} if recipe.get(key) != stored["recipe"].get(key)
-            )
-            raise DefinitionError(
-                f"{result_path}: a run of {name} with another recipe is stored there (differs in "
-                f"{', '.join(changed)}); move it away or give another --workdir"
-            )
+        if "recipe" in stored:
+            changed = recipe_differences(recipe, stored["recipe"])
+            if changed:
+                raise DefinitionError(
+                    f"{result_path}: a run of {name} with another recipe is stored there (differs in "
+                    f"{', '.join(changed)}); move it away or give another --workdir"
+                )
+            stored["recipe"] = recipe
         print(f"{name}: done before, kept ({result_path})", flush=True)
         return stored
     print(f"{name}: training ...", flush=True)
@@ -377,12 +490,14 @@ def compare(
     only: Optional[List[str]] = None,
     seeds: Optional[List[int]] = None,
     report_only: bool = False,
+    stored: Optional[List[Path]] = None,
 ) -> Dict:
     """Run (or resume) the runs selected by `only` and `seeds` (all by default),
     then write `output` (JSON) and its .md table of every finished run of the
     definition, selected or not; returns the report, whose "failed" lists the runs
     that failed and "not_run" those without a result. With `report_only`, nothing
-    is trained."""
+    is trained. Runs recorded in `output` (as it was) and in the `stored` reports
+    are restored first (see the module's docstring)."""
     definition = load_definition(definition_path)
     corpora = {
         kind: {split: (folder / f"{split}.spacy").resolve() for split in ("train", "dev", "test")}
@@ -393,18 +508,26 @@ def compare(
     # definition, so that `--only` or `--seed` never drops a row from the table.
     # A finished run needs its corpus too: its recipe is checked against it.
     every = runs(definition, None, None)
-    finished = [r for r in every if (workdir.resolve() / f"{r['system']}-seed{r['seed']}" / "result.json").exists()]
-    needed = {definition["systems"][r["system"]].get("corpus", "documents") for r in [*planned, *finished]}
+    workdir = workdir.resolve()
+    earlier = stored_runs([output, *(stored or [])])
+    recorded = {run_name(r) for r in earlier}
+    finished = [r for r in every if (workdir / run_name(r) / "result.json").exists()]
+    # Training, checking a result's recipe or restoring one reads the run's corpus.
+    relevant = [r for r in every if r in planned or r in finished or run_name(r) in recorded]
+    needed = {definition["systems"][r["system"]].get("corpus", "documents") for r in relevant}
     missing = [str(path) for kind in corpora if kind in needed for path in corpora[kind].values() if not path.exists()]
     if missing:
         raise DefinitionError(f"{', '.join(missing)} do(es) not exist (run the convert steps first)")
+    own = str(portable(str(output.resolve())))
+    set_aside = restore(every, earlier, own, definition, corpora, transformer, workdir)
+    finished = [r for r in every if (workdir / run_name(r) / "result.json").exists()]
     results, failures, not_run = [], [], []
     for run in every:
         if run not in finished and run not in planned:
             not_run.append(run)
             continue
         try:
-            results.append(run_one(run, definition, corpora, transformer, gpu, workdir.resolve()))
+            results.append(run_one(run, definition, corpora, transformer, gpu, workdir))
         except RunFailed as error:  # the other runs still go ahead; the caller's exit status says so
             print(f"{run['system']}-seed{run['seed']}: FAILED: {error}", file=sys.stderr, flush=True)
             failures.append({**run, "error": str(error)})
@@ -424,6 +547,7 @@ def compare(
         "failed": failures,
         "not_run": not_run,
         "systems": rows,
+        "set_aside": set_aside,
     }
     write_text(output, json.dumps(report, indent=2))
     write_text(markdown_path(output), markdown)
