@@ -128,3 +128,47 @@ def test_onnx_session_options_benchmark(tiny_onnx_dir, tmp_path):
     assert len(settings) == 8
     assert all(r["n_docs"] == 2 and r["words_per_second"] > 0 and r["peak_rss_mib"] > 0 for r in results)
     assert proc.stdout.count("words/s") == 8
+
+
+@pytest.mark.slow
+def test_inference_windows_benchmark(tiny_pipeline_dir, tmp_path):
+    """benchmarks/inference_windows.py: one trained pipeline predicting with other
+    windows; a stride equal to the window
+    (no overlap) makes the encoder compute fewer positions than the overlapping one."""
+    data = write_docbin(tmp_path / "gold.spacy", make_docs(6, seed=5))
+    output = tmp_path / "windows.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "inference_windows.py"),
+        "--model",
+        str(tiny_pipeline_dir),
+        "--score",
+        str(data),
+        "--speed",
+        str(data),
+        "--settings",
+        "8/4,8/4,8/8",
+        "--repeats",
+        "2",
+        "--threads",
+        "1",
+        "--output",
+        str(output),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(output.read_text())
+    settings = report["settings"]
+    assert list(settings) == ["8/4", "8/8"]  # a repeated setting is one row
+    overlapping, disjoint = settings["8/4"], settings["8/8"]
+    assert disjoint["real_positions"] < overlapping["real_positions"]
+    assert overlapping["words"] == disjoint["words"] > 0
+    for row in settings.values():
+        assert 0 <= row["f1"] <= 1 and row["words_per_second"]["median"] > 0
+    assert "| 8/8 |" in proc.stdout
+    bad = subprocess.run(
+        [*cmd[:2], "--model", "m", "--score", "s", "--speed", "s", "--settings", "8/9", "--output", "o"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "0 < stride <= window" in bad.stderr

@@ -1,0 +1,146 @@
+"""What the encoder windows' overlap costs and buys at prediction (issue 12).
+
+The default cuts documents into windows of 160 wordpieces, one every 120, so
+the encoder computes about a quarter of the text twice. This benchmark loads one
+trained pipeline once per setting of `[components.transformer.model.get_spans]`
+(`window/stride`, nothing retrained), scores each on the same gold documents
+with the project's seqeval evaluator, counts the encoder's input positions and
+times `nlp.pipe` over raw texts, the settings interleaved within each repeat so
+that the machine's drift hits them alike. Prints a table and writes JSON.
+
+    python benchmarks/inference_windows.py --model training/pos_ner/model-best \
+        --score corpus/test.spacy --speed corpus/dev.spacy --settings 160/120,160/140,160/160 \
+        --output benchmarks/results/inference_windows.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from profile_split import count_padding  # noqa: E402  (a sibling script, not a package)
+from speed import load_texts  # noqa: E402
+
+SPANS = "components.transformer.model.get_spans"
+
+
+def parse_setting(text: str) -> Tuple[int, int]:
+    try:
+        window, stride = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a setting is WINDOW/STRIDE, e.g. 160/120") from None
+    if window < 1 or not 0 < stride <= window:
+        raise argparse.ArgumentTypeError(f"{text!r}: need window >= 1 and 0 < stride <= window")
+    return window, stride
+
+
+def load(model: str, window: int, stride: int):
+    import spacy
+
+    nlp = spacy.load(model, config={f"{SPANS}.window": window, f"{SPANS}.stride": stride})
+    getter = nlp.config["components"]["transformer"]["model"]["get_spans"]
+    if getter.get("@span_getters") != "pos_ner.wordpiece_windows.v1":
+        raise SystemExit(f"{model}: its span getter is {getter.get('@span_getters')}, not pos_ner.wordpiece_windows.v1")
+    return nlp
+
+
+def scores(nlp, gold_docs) -> Dict:
+    from pos_ner.evaluation.scores import evaluate
+
+    counts = count_padding(nlp)
+    metrics, _ = evaluate(nlp, gold_docs)
+    entities = metrics["entities"]
+    return {
+        "f1": entities["micro"]["f1-score"],
+        "per_type": {label: entities["per_type"][label]["f1-score"] for label in sorted(entities["per_type"])},
+        "positions": counts["positions"],
+        "real_positions": counts["real"],
+        "windows": counts["windows"],
+        "words": metrics["n_words"],
+    }
+
+
+def main(argv=None) -> Dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="A trained pipeline with pos_ner.wordpiece_windows.v1")
+    parser.add_argument("--score", type=Path, required=True, help="Gold DocBin to score each setting on")
+    parser.add_argument("--speed", type=Path, required=True, help="DocBin whose raw texts are timed")
+    parser.add_argument("--limit-docs", type=int, default=60)
+    parser.add_argument("--settings", default="160/120,160/140,160/160", help="WINDOW/STRIDE,... (first: baseline)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    settings = [parse_setting(part) for part in args.settings.split(",")]
+
+    import spacy
+    import torch
+    from spacy.tokens import DocBin
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    pipelines = {f"{w}/{s}": load(args.model, w, s) for w, s in settings}
+    vocab = next(iter(pipelines.values())).vocab
+    gold_docs = list(DocBin().from_disk(args.score).get_docs(vocab))
+    texts, n_words, _ = load_texts(args.speed, args.limit_docs, n_sentences=0)
+    results: Dict[str, Dict] = {}
+    for name, nlp in pipelines.items():
+        print(f"scoring {name} on {args.score} ...", flush=True)
+        results[name] = scores(nlp, gold_docs)
+    seconds: Dict[str, List[float]] = {name: [] for name in pipelines}
+    for nlp in pipelines.values():  # warm-up
+        for _ in nlp.pipe(texts[:8], batch_size=args.batch_size):
+            pass
+    for repeat in range(args.repeats):
+        order = list(pipelines) if repeat % 2 == 0 else list(reversed(pipelines))
+        for name in order:
+            start = time.perf_counter()
+            for _ in pipelines[name].pipe(texts, batch_size=args.batch_size):
+                pass
+            seconds[name].append(time.perf_counter() - start)
+    words = sum(n_words)
+    baseline = next(iter(pipelines))
+    for name in pipelines:
+        rates = [words / s for s in seconds[name]]
+        results[name]["words_per_second"] = {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+    base = results[baseline]
+    lines = [
+        f"| window/stride | test F1 | Δ F1 | encoder positions per word | words/s median (min–max) | × {baseline} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in results.items():
+        rate = row["words_per_second"]
+        lines.append(
+            f"| {name} | {100 * row['f1']:.2f} | {100 * (row['f1'] - base['f1']):+.2f} | "
+            f"{row['positions'] / row['words']:.3f} | {rate['median']:,.0f} ({rate['min']:,.0f}–{rate['max']:,.0f}) | "
+            f"{rate['median'] / base['words_per_second']['median']:.2f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    report = {
+        "command": " ".join(["python", "benchmarks/inference_windows.py", *(argv or sys.argv[1:])]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "spacy": spacy.__version__,
+        "model": args.model,
+        "score_data": str(args.score),
+        "speed_data": {"path": str(args.speed), "docs": len(texts), "words": words},
+        "repeats": args.repeats,
+        "batch_size": args.batch_size,
+        "settings": results,
+        "table": table,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2), encoding="utf8")
+    return report
+
+
+if __name__ == "__main__":
+    main()
