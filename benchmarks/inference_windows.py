@@ -9,7 +9,7 @@ times `nlp.pipe` over raw texts, the settings interleaved within each repeat so
 that the machine's drift hits them alike. Prints a table and writes JSON.
 
     python benchmarks/inference_windows.py --model training/pos_ner/model-best \
-        --score corpus/test.spacy --speed corpus/dev.spacy --settings 160/120,160/140,160/160 \
+        --score corpus/dev.spacy --score corpus/test.spacy --speed corpus/dev.spacy --settings 160/120,160/140,160/160 \
         --output benchmarks/results/inference_windows.json
 """
 
@@ -70,7 +70,9 @@ def scores(nlp, gold_docs) -> Dict:
 def main(argv=None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="A trained pipeline with pos_ner.wordpiece_windows.v1")
-    parser.add_argument("--score", type=Path, required=True, help="Gold DocBin to score each setting on")
+    parser.add_argument(
+        "--score", type=Path, action="append", required=True, help="Gold DocBin to score each setting on (repeatable)"
+    )
     parser.add_argument("--speed", type=Path, required=True, help="DocBin whose raw texts are timed")
     parser.add_argument("--limit-docs", type=int, default=60)
     parser.add_argument("--settings", default="160/120,160/140,160/160", help="WINDOW/STRIDE,... (first: baseline)")
@@ -88,12 +90,14 @@ def main(argv=None) -> Dict:
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     pipelines = {f"{w}/{s}": load(args.model, w, s) for w, s in settings}
     vocab = next(iter(pipelines.values())).vocab
-    gold_docs = list(DocBin().from_disk(args.score).get_docs(vocab))
+    gold = {str(path): list(DocBin().from_disk(path).get_docs(vocab)) for path in args.score}
     texts, n_words, _ = load_texts(args.speed, args.limit_docs, n_sentences=0)
     results: Dict[str, Dict] = {}
     for name, nlp in pipelines.items():
-        print(f"scoring {name} on {args.score} ...", flush=True)
-        results[name] = scores(nlp, gold_docs)
+        results[name] = {"scores": {}}
+        for path, docs in gold.items():
+            print(f"scoring {name} on {path} ...", flush=True)
+            results[name]["scores"][path] = scores(nlp, docs)
     seconds: Dict[str, List[float]] = {name: [] for name in pipelines}
     for nlp in pipelines.values():  # warm-up
         for _ in nlp.pipe(texts[:8], batch_size=args.batch_size):
@@ -111,15 +115,19 @@ def main(argv=None) -> Dict:
         rates = [words / s for s in seconds[name]]
         results[name]["words_per_second"] = {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
     base = results[baseline]
+    header = " | ".join(f"F1 {Path(path).name} | Δ" for path in gold)
     lines = [
-        f"| window/stride | test F1 | Δ F1 | encoder positions per word | words/s median (min–max) | × {baseline} |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| window/stride | {header} | encoder positions per word | words/s median (min–max) | × {baseline} |",
+        "| --- | " + "---: | ---: | " * len(gold) + "---: | ---: | ---: |",
     ]
     for name, row in results.items():
         rate = row["words_per_second"]
+        f1s = [(row["scores"][path]["f1"], base["scores"][path]["f1"]) for path in gold]
+        cells = [f"{100 * f1:.2f} | {100 * (f1 - base_f1):+.2f}" for f1, base_f1 in f1s]
+        first = row["scores"][next(iter(gold))]
         lines.append(
-            f"| {name} | {100 * row['f1']:.2f} | {100 * (row['f1'] - base['f1']):+.2f} | "
-            f"{row['positions'] / row['words']:.3f} | {rate['median']:,.0f} ({rate['min']:,.0f}–{rate['max']:,.0f}) | "
+            f"| {name} | {' | '.join(cells)} | {first['positions'] / first['words']:.3f} | "
+            f"{rate['median']:,.0f} ({rate['min']:,.0f}–{rate['max']:,.0f}) | "
             f"{rate['median'] / base['words_per_second']['median']:.2f} |"
         )
     table = "\n".join(lines)
@@ -130,7 +138,7 @@ def main(argv=None) -> Dict:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "spacy": spacy.__version__,
         "model": args.model,
-        "score_data": str(args.score),
+        "score_data": list(gold),
         "speed_data": {"path": str(args.speed), "docs": len(texts), "words": words},
         "repeats": args.repeats,
         "batch_size": args.batch_size,

@@ -160,11 +160,11 @@ def test_inference_windows_benchmark(tiny_pipeline_dir, tmp_path):
     report = json.loads(output.read_text())
     settings = report["settings"]
     assert list(settings) == ["8/4", "8/8"]  # a repeated setting is one row
-    overlapping, disjoint = settings["8/4"], settings["8/8"]
+    overlapping, disjoint = settings["8/4"]["scores"][str(data)], settings["8/8"]["scores"][str(data)]
     assert disjoint["real_positions"] < overlapping["real_positions"]
     assert overlapping["words"] == disjoint["words"] > 0
     for row in settings.values():
-        assert 0 <= row["f1"] <= 1 and row["words_per_second"]["median"] > 0
+        assert 0 <= row["scores"][str(data)]["f1"] <= 1 and row["words_per_second"]["median"] > 0
     assert "| 8/8 |" in proc.stdout
     bad = subprocess.run(
         [*cmd[:2], "--model", "m", "--score", "s", "--speed", "s", "--settings", "8/9", "--output", "o"],
