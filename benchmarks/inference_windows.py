@@ -24,9 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from profile_split import count_padding  # noqa: E402  (a sibling script, not a package)
-from speed import load_texts  # noqa: E402
+# Sibling scripts: a script's own folder is first on the import path.
+from profile_split import count_padding
+from speed import load_texts
 
 SPANS = "components.transformer.model.get_spans"
 

@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 from spacy.util import is_package
 
@@ -164,6 +164,7 @@ def measure(system: str, args) -> Dict:
     hwm_kib = vm_hwm_kib()
     median = statistics.median(runs)
     ceiling = flop_ceiling(call, texts, median, args.threads or os.cpu_count()) if system == "spacy-torch" else None
+    split = latency_split(call, sents) if system == "spacy-torch" else None
     return {
         "system": system,
         "n_docs": len(texts),
@@ -184,6 +185,62 @@ def measure(system: str, args) -> Dict:
         "peak_rss_mib": (hwm_kib or peak_kib) / 1024,
         "ru_maxrss_mib": peak_kib / 1024,
         **({"flop_ceiling": ceiling} if ceiling else {}),
+        **({"latency_split": split} if split else {}),
+    }
+
+
+def latency_split(nlp, sents: List[str]) -> Optional[Dict]:
+    """Where a single sentence's time goes: the pipeline's p50, its encoder's
+    forward inside it (hooks on the Hugging Face module), and the same module
+    called bare on the sentence's wordpieces (eval mode, `inference_mode`): the
+    floor that no wrapper around the encoder can go below."""
+    import torch
+
+    trf = next((p for _, p in nlp.pipeline if hasattr(getattr(p, "model", None), "transformer")), None)
+    if trf is None:
+        return None
+    encoder, tokenizer = trf.model.transformer, trf.model.tokenizer
+    inside: List[float] = []
+    in_pipeline = [False]
+
+    def before(module, args, kwargs):
+        module.pos_ner_started = time.perf_counter()
+
+    def after(module, args, kwargs, output):
+        if in_pipeline[0]:
+            inside[-1] += 1000 * (time.perf_counter() - module.pos_ner_started)
+
+    handles = [
+        encoder.register_forward_pre_hook(before, with_kwargs=True),
+        encoder.register_forward_hook(after, with_kwargs=True),
+    ]
+    # Sentence by sentence, the pipeline then the bare encoder, so that the
+    # machine's drift hits both alike.
+    pipeline, bare = [], []
+    was_training = encoder.training
+    try:
+        for sent in sents:
+            inside.append(0.0)
+            in_pipeline[0] = True
+            start = time.perf_counter()
+            nlp(sent)
+            pipeline.append(1000 * (time.perf_counter() - start))
+            in_pipeline[0] = False
+            encoder.eval()
+            inputs = tokenizer(sent.split(" "), is_split_into_words=True, truncation=True, return_tensors="pt")
+            start = time.perf_counter()
+            with torch.inference_mode():
+                encoder(**inputs)
+            bare.append(1000 * (time.perf_counter() - start))
+            encoder.train(was_training)
+    finally:
+        for handle in handles:
+            handle.remove()
+        encoder.train(was_training)
+    return {
+        "pipeline_ms_p50": statistics.median(pipeline),
+        "encoder_in_pipeline_ms_p50": statistics.median(inside),
+        "bare_encoder_ms_p50": statistics.median(bare),
     }
 
 
@@ -287,8 +344,10 @@ def build_hf_model(model: str, output_dir: Path) -> Path:
 # ---------------------------------------------------------------- random bert-base
 
 
-def build_random_bert_base(vocab_source: str, data_path: Path, workdir: Path, n_init_docs: int = 20):
-    """(spaCy pipeline dir, ONNX dir) for a random bert-base-shaped encoder."""
+def build_random_bert_base(
+    vocab_source: str, data_path: Path, workdir: Path, n_init_docs: int = 20, onnx: bool = True
+) -> Tuple[Path, Optional[Path]]:
+    """(spaCy pipeline dir, ONNX dir or None without `onnx`) for a random bert-base-shaped encoder."""
     import torch
     from spacy.tokens import DocBin
     from spacy.training import Example
@@ -318,6 +377,8 @@ def build_random_bert_base(vocab_source: str, data_path: Path, workdir: Path, n_
     pipeline_dir = workdir / "pipeline"
     nlp.to_disk(pipeline_dir)
     del nlp
+    if not onnx:
+        return pipeline_dir, None
     from pos_ner.onnx.export import export
 
     onnx_dir = workdir / "onnx"
@@ -414,6 +475,13 @@ def format_table(title: str, results: Dict) -> str:
                 f"{name}: FLOP ceiling {c['ceiling_words_per_second']:.0f} words/s (matmul probe "
                 f"{c['matmul_gflops']:.0f} GFLOP/s, {c['mflop_per_wordpiece']:.1f} MFLOP per wordpiece, "
                 f"{c['wordpieces_per_word']:.2f} wordpieces per word): {100 * c['share_of_ceiling']:.0f} % reached"
+            )
+        if "latency_split" in r:
+            split = r["latency_split"]
+            lines.append(
+                f"{name}: one sentence, p50 {split['pipeline_ms_p50']:.1f} ms in the pipeline, of which "
+                f"{split['encoder_in_pipeline_ms_p50']:.1f} ms in the encoder's forward; the bare encoder on the "
+                f"same wordpieces {split['bare_encoder_ms_p50']:.1f} ms"
             )
     return "\n".join(lines)
 
@@ -557,6 +625,7 @@ def main(argv=None) -> Dict:
                 Path(args.data),
                 tmp / "bert_base",
                 args.bert_base_init_docs,
+                bool({"onnx-fp32", "onnx-int8"} & set(args.systems)),
             )
             build_s = time.perf_counter() - start
             limit = args.bert_base_limit_docs or args.limit_docs

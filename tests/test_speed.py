@@ -56,6 +56,11 @@ def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
     share = results["spacy-torch"]["words_per_second"] / ceiling["ceiling_words_per_second"]
     assert ceiling["share_of_ceiling"] == pytest.approx(share)
     assert "FLOP ceiling" in proc.stdout and "% reached" in proc.stdout
+    # a single sentence's time: the encoder's forward is inside the pipeline's, and runs bare too
+    split = results["spacy-torch"]["latency_split"]
+    assert 0 < split["encoder_in_pipeline_ms_p50"] < split["pipeline_ms_p50"]
+    assert split["bare_encoder_ms_p50"] > 0 and "the bare encoder on the same wordpieces" in proc.stdout
+    assert all("latency_split" not in r for name, r in results.items() if name != "spacy-torch")
 
 
 def test_missing_export_names_the_step_to_run(tiny_pipeline_dir, tmp_path):
