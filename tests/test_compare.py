@@ -536,7 +536,7 @@ def test_a_system_with_its_own_epochs_gets_their_steps(corpora):
 
 
 def test_the_learning_curve_figure(tmp_path):
-    from pos_ner.evaluation.plots import plot_learning_curve
+    from pos_ner.evaluation.plots import plot_learning_curve, series_label
 
     def row(series, n, f1s):
         stats = {"mean": sum(f1s) / len(f1s), "min": min(f1s), "max": max(f1s)}
@@ -546,6 +546,10 @@ def test_the_learning_curve_figure(tmp_path):
     rows += [row("POS off", n, [f]) for n, f in ((500, 0.55), (14041, 0.88))]
     plot_learning_curve(rows, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The legend never claims more seeds than a point has.
+    assert series_label("POS on", rows[:3]) == "POS on (seeds: 2)"
+    assert series_label("POS off", rows[3:]) == "POS off (seeds: 1)"
+    assert series_label("mixed", [rows[0], rows[3]]) == "mixed (seeds per point: 2, 1)"
 
 
 CURVE = """

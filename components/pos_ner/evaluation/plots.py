@@ -33,6 +33,15 @@ def plot_confusion(confusion: Dict, path: Path) -> None:
     save(fig, path)
 
 
+def series_label(name: str, points: List[Dict]) -> str:
+    """A curve's legend entry with its seeds per point (in the points' order
+    when they differ: a point of one seed has no band)."""
+    counts = [len(row["seeds"]) for row in points]
+    if len(set(counts)) == 1:
+        return f"{name} (seeds: {counts[0]})"
+    return f"{name} (seeds per point: {', '.join(map(str, counts))})"
+
+
 def plot_learning_curve(rows: List[Dict], path: Path) -> None:
     """Test F1 against the number of training sentences, one line per series
     (mean over the seeds), its band the seeds' min to max."""
@@ -45,7 +54,7 @@ def plot_learning_curve(rows: List[Dict], path: Path) -> None:
         points.sort(key=lambda row: row["train_sentences"])
         x = [row["train_sentences"] for row in points]
         mean = [100 * row["test_f1"]["mean"] for row in points]
-        ax.plot(x, mean, marker="o", label=f"{name} (seeds: {max(len(row['seeds']) for row in points)})")
+        ax.plot(x, mean, marker="o", label=series_label(name, points))
         low = [100 * row["test_f1"]["min"] for row in points]
         high = [100 * row["test_f1"]["max"] for row in points]
         ax.fill_between(x, low, high, alpha=0.2)
