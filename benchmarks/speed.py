@@ -54,7 +54,9 @@ from typing import Dict, List, Optional, Tuple
 from spacy.util import is_package
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS = ["spacy-torch", "onnx-fp32", "onnx-int8", "hf-pipeline"]
+SYSTEMS = ["spacy-torch", "spacy-torch-bf16", "onnx-fp32", "onnx-int8", "hf-pipeline"]
+# The PyTorch rows: the pipeline in float32, and with its encoder autocast to bfloat16 (`--backend pytorch-bf16`).
+TORCH_SYSTEMS = {"spacy-torch": False, "spacy-torch-bf16": True}
 
 
 # ---------------------------------------------------------------- data
@@ -89,12 +91,13 @@ def load_texts(data_path: Path, limit_docs: Optional[int], n_sentences: int, see
 def make_runner(system: str, args):
     """(pipe(texts) -> consumes all results, call(text)) for one system."""
     threads = args.threads or os.cpu_count()
-    if system == "spacy-torch":
-        import spacy
+    if system in TORCH_SYSTEMS:
         import torch
 
+        from pos_ner.backends import Backend, load
+
         torch.set_num_threads(threads)
-        nlp = spacy.load(args.model)
+        nlp = load(args.model, Backend.pytorch_bf16 if TORCH_SYSTEMS[system] else Backend.pytorch)
 
         def pipe(texts):
             for _ in nlp.pipe(texts, batch_size=args.batch_size):
@@ -163,8 +166,9 @@ def measure(system: str, args) -> Dict:
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     hwm_kib = vm_hwm_kib()
     median = statistics.median(runs)
-    ceiling = flop_ceiling(call, texts, median, args.threads or os.cpu_count()) if system == "spacy-torch" else None
-    split = latency_split(call, sents) if system == "spacy-torch" else None
+    bf16 = TORCH_SYSTEMS.get(system)
+    ceiling = flop_ceiling(call, texts, median, args.threads or os.cpu_count(), bf16) if bf16 is not None else None
+    split = latency_split(call, sents, bf16) if bf16 is not None else None
     return {
         "system": system,
         "n_docs": len(texts),
@@ -189,11 +193,14 @@ def measure(system: str, args) -> Dict:
     }
 
 
-def latency_split(nlp, sents: List[str]) -> Optional[Dict]:
+def latency_split(nlp, sents: List[str], bf16: bool = False) -> Optional[Dict]:
     """Where a single sentence's time goes: the pipeline's p50, its encoder's
     forward inside it (hooks on the Hugging Face module), and the same module
-    called bare on the sentence's wordpieces (eval mode, `inference_mode`): the
-    floor that no wrapper around the encoder can go below."""
+    called bare on the sentence's wordpieces (eval mode, `inference_mode`, and
+    with `bf16` under the same bfloat16 autocast): the floor that no wrapper
+    around the encoder can go below."""
+    import contextlib
+
     import torch
 
     trf = next((p for _, p in nlp.pipeline if hasattr(getattr(p, "model", None), "transformer")), None)
@@ -229,7 +236,8 @@ def latency_split(nlp, sents: List[str]) -> Optional[Dict]:
             encoder.eval()
             inputs = tokenizer(sent.split(" "), is_split_into_words=True, truncation=True, return_tensors="pt")
             start = time.perf_counter()
-            with torch.inference_mode():
+            precision = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            with torch.inference_mode(), precision:
                 encoder(**inputs)
             bare.append(1000 * (time.perf_counter() - start))
             encoder.train(was_training)
@@ -244,8 +252,9 @@ def latency_split(nlp, sents: List[str]) -> Optional[Dict]:
     }
 
 
-def flop_ceiling(nlp, texts, words_per_second: float, threads: int) -> Optional[Dict]:
-    """The encoder's fp32 FLOP ceiling in words/s on this machine, and the share reached."""
+def flop_ceiling(nlp, texts, words_per_second: float, threads: int, bf16: bool = False) -> Optional[Dict]:
+    """The encoder's FLOP ceiling in words/s on this machine, and the share
+    reached: with a float32 matmul probe, or a bfloat16 one for the `bf16` row."""
     import torch
 
     name, trf = next(((n, p) for n, p in nlp.pipeline if hasattr(getattr(p, "model", None), "transformer")), (0, 0))
@@ -262,7 +271,8 @@ def flop_ceiling(nlp, texts, words_per_second: float, threads: int) -> Optional[
     pieces = tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
     pieces_per_word = sum(map(len, pieces)) / sum(map(len, words))
     torch.set_num_threads(threads)
-    a, b = torch.randn(4096, hidden), torch.randn(hidden, inner)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(4096, hidden, dtype=dtype), torch.randn(hidden, inner, dtype=dtype)
     for _ in range(3):
         a @ b
     best = float("inf")
@@ -274,6 +284,7 @@ def flop_ceiling(nlp, texts, words_per_second: float, threads: int) -> Optional[
     ceiling = gflops * 1e9 / (flop_per_wordpiece * pieces_per_word)
     return {
         "matmul_gflops": gflops,
+        "matmul_dtype": str(dtype).replace("torch.", ""),
         "encoder": {"layers": layers, "hidden": hidden, "intermediate": inner, "window": window},
         "mflop_per_wordpiece": flop_per_wordpiece / 1e6,
         "wordpieces_per_word": pieces_per_word,
@@ -472,7 +483,8 @@ def format_table(title: str, results: Dict) -> str:
         if "flop_ceiling" in r:
             c = r["flop_ceiling"]
             lines.append(
-                f"{name}: FLOP ceiling {c['ceiling_words_per_second']:.0f} words/s (matmul probe "
+                f"{name}: FLOP ceiling {c['ceiling_words_per_second']:.0f} words/s "
+                f"({c.get('matmul_dtype', 'float32')} matmul probe "
                 f"{c['matmul_gflops']:.0f} GFLOP/s, {c['mflop_per_wordpiece']:.1f} MFLOP per wordpiece, "
                 f"{c['wordpieces_per_word']:.2f} wordpieces per word): {100 * c['share_of_ceiling']:.0f} % reached"
             )

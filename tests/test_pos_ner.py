@@ -151,7 +151,7 @@ def test_thinc_parameter_averages_skip_pytorch_weights():
     averages a PyTorch layer's weights under keys that `use_params` does not read,
     so the averaged weights (which spaCy evaluates and saves) would be the heads'
     averages on top of the encoder's last weights. If this starts failing, thinc
-    has fixed it, and pos_ner.layers.averaged_shim can go."""
+    has fixed it, and PosNerHFShim.use_params (pos_ner.layers.hf_shim) can go."""
     torch = pytest.importorskip("torch")
     from thinc.api import Adam, Linear, PyTorchWrapper, chain
 

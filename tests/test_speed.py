@@ -42,7 +42,7 @@ def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(output.read_text())
     results = report["model"]["results"]
-    assert set(results) == {"spacy-torch", "onnx-fp32", "onnx-int8", "hf-pipeline"}
+    assert set(results) == {"spacy-torch", "spacy-torch-bf16", "onnx-fp32", "onnx-int8", "hf-pipeline"}
     for name, r in results.items():
         assert r["n_docs"] == 4 and r["n_words"] > 0, name
         assert r["words_per_second"] > 0 and r["words_per_second_min"] <= r["words_per_second_max"], name
@@ -60,7 +60,13 @@ def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
     split = results["spacy-torch"]["latency_split"]
     assert 0 < split["encoder_in_pipeline_ms_p50"] < split["pipeline_ms_p50"]
     assert split["bare_encoder_ms_p50"] > 0 and "the bare encoder on the same wordpieces" in proc.stdout
-    assert all("latency_split" not in r for name, r in results.items() if name != "spacy-torch")
+    torch_rows = {"spacy-torch", "spacy-torch-bf16"}
+    assert all("latency_split" not in r for name, r in results.items() if name not in torch_rows)
+    # the bfloat16 row: its ceiling from a bfloat16 probe, its split beside it
+    assert ceiling["matmul_dtype"] == "float32"
+    assert results["spacy-torch-bf16"]["flop_ceiling"]["matmul_dtype"] == "bfloat16"
+    assert results["spacy-torch-bf16"]["latency_split"]["bare_encoder_ms_p50"] > 0
+    assert "spacy-torch-bf16: FLOP ceiling" in proc.stdout and "bfloat16 matmul probe" in proc.stdout
 
 
 def test_missing_export_names_the_step_to_run(tiny_pipeline_dir, tmp_path):

@@ -92,8 +92,9 @@ def build_transformer_model(
     `pos_ner.wordpiece_windows.v1` span getter connected to the model's own
     tokenizer, so that windows are bounded in wordpieces (see
     `pos_ner.span_getters`). Any other span getter works as in v3. Parameter
-    averages (`use_averages`) reach the encoder's weights, which v3's do not
-    (`pos_ner.layers.averaged_shim`).
+    averages (`use_averages`) reach the encoder's weights, which v3's do not, and
+    `mixed_precision` autocasts to bfloat16 on the CPU, where v3's autocast, made
+    for CUDA, does nothing (`pos_ner.layers.hf_shim`).
 
     With `max_group_wordpieces` > 0 the windows run at prediction in groups of
     similar length, each padded to its own longest and of at most that many padded
@@ -101,13 +102,13 @@ def build_transformer_model(
     # Imported here: spacy-transformers imports torch, which the ONNX runtime does without.
     from spacy_transformers.layers import TransformerModel
 
-    from .layers.averaged_shim import use_averages_in
+    from .layers.hf_shim import install_shim
     from .layers.length_groups import GroupedByLength
     from .span_getters import WordpieceWindows
 
     model = TransformerModel(name, get_spans, tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
-    # With the optimizer's `use_averages`, the encoder's averaged weights are used too, not only the heads'.
-    use_averages_in(model)
+    # Averages and mixed precision that reach the encoder (see pos_ner.layers.hf_shim).
+    install_shim(model)
     if max_group_wordpieces > 0:
         # thinc has no hook for this: the wrapper layer's forward is swapped for one that calls it per group.
         wrapper = model.layers[0]

@@ -121,7 +121,7 @@ def load_reason(model: str, error: BaseException, backend: Backend = Backend.pyt
     for the ONNX backends) raised `error`."""
     message = str(error)
     path = Path(model).expanduser()
-    if backend is not Backend.pytorch:
+    if backend.is_onnx:
         if not path.exists():
             return "no such folder"
         if not (path / ONNX_META_FILE).is_file():

@@ -77,13 +77,13 @@ def check_model(model: str, backend: Backend = Backend.pytorch) -> Optional[Path
     the folder it loads from, for the output checks."""
     location = model_location(model)
     prefix = f"{model}: cannot load the pipeline"
-    if location is None or (backend is not Backend.pytorch and not Path(model).expanduser().exists()):
+    if location is None or (backend.is_onnx and not Path(model).expanduser().exists()):
         fail(f"{prefix}: {load_reason(model, ValueError('[E050]'), backend)}")
     path = Path(model).expanduser()
     if path.exists():
         if path.is_file():
             fail(f"{prefix}: is a file; expected a pipeline folder or an installed package name")
-        if backend is not Backend.pytorch:
+        if backend.is_onnx:
             if not (path / ONNX_META_FILE).is_file():
                 fail(f"{prefix}: {load_reason(model, ValueError(), backend)}")
             return location
@@ -169,7 +169,7 @@ def annotate_cli(
             f"{num_cpus} CPUs cannot hold {actors} actors of {cpus_per_actor or 1:g} CPU(s) (see --cpus-per-actor)",
             param_hint="--num-cpus",
         )
-    if backend is not Backend.pytorch:
+    if backend.is_onnx:
         if gpu:
             raise typer.BadParameter("the ONNX backends run on the CPU", param_hint="--gpu")
         gpu = False

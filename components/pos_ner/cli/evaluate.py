@@ -5,6 +5,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..backends import BACKEND_HELP, Backend
 from ..io.files import write_text
 from ._util import app, check_outputs, fail, load_pipeline, model_location, one_line, read_docbin, require_file
 
@@ -27,9 +28,12 @@ def finite(value: Any) -> Any:
 
 @app.command("evaluate")
 def evaluate_cli(
-    model: str = typer.Argument(..., help="Pipeline directory or installed package name"),
+    model: str = typer.Argument(
+        ..., help="Pipeline directory or installed package name; for --backend onnx*: the export-onnx folder"
+    ),
     data_path: Path = typer.Argument(..., help="DocBin (.spacy) with gold entities"),
     output_path: Path = typer.Option(..., "--output", "-o", help="Metrics JSON to write"),
+    backend: Backend = typer.Option(Backend.pytorch, "--backend", help=BACKEND_HELP),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     report_dir: Optional[Path] = typer.Option(
         None, "--report-dir", file_okay=False, help="Write report.md and confusion.png (and training.png) here"
@@ -72,7 +76,7 @@ def evaluate_cli(
             fail(f"{training_log}: cannot read the training log: {one_line(error, 160)}")
         if not records:
             fail(f"{training_log}: no training records (expected spaCy's JSONL log, [training.logger] output_file)")
-    nlp = load_pipeline(model)
+    nlp = load_pipeline(model, backend)
     gold_docs = read_docbin(data_path, nlp.vocab)
     if gold_tags:
         try:
@@ -82,7 +86,7 @@ def evaluate_cli(
     metrics, predicted = evaluate(
         nlp, gold_docs, batch_size=batch_size, case_variants=case_variants, gold_tags=gold_tags
     )
-    metrics.update({"model": model, "data": str(data_path)})
+    metrics.update({"model": model, "data": str(data_path), "backend": backend.value})
     write_text(output_path, json.dumps(finite(metrics), indent=2, allow_nan=False))
     typer.echo(format_table(metrics))
     if report_dir is not None:

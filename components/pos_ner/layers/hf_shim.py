@@ -1,0 +1,126 @@
+"""spacy-transformers' HFShim with two additions: parameter averages that reach
+the encoder, and mixed precision on the CPU.
+
+Averages: thinc's optimizer keeps the average of a PyTorch weight under the key
+`(shim.id, name)`, the key `PyTorchShim.finish_update` passes it, but
+`PyTorchShim.use_params` reads only keys named `pytorch_{id}_{name}`. With
+`use_averages = true`, spaCy then evaluates and saves the heads' averaged
+weights on top of the encoder's last ones
+(tests/test_pos_ner.py::test_thinc_parameter_averages_skip_pytorch_weights).
+This shim reads both forms, so that the whole pipeline is averaged.
+
+Mixed precision: thinc autocasts only on CUDA (to float16); with
+`mixed_precision = true` on the CPU it runs the encoder's forward in float32.
+This shim autocasts there to bfloat16, which CPUs with AVX512-BF16 or AMX
+multiply at about twice the float32 rate (benchmarks/RESULTS.md), and hands its
+outputs on as float32, as the layers after it expect."""
+
+import contextlib
+import warnings
+from typing import Any, Dict, Iterator
+
+import torch
+from spacy_transformers.layers.hf_shim import HFShim
+from thinc.api import ArgsKwargs, xp2torch
+from thinc.shims.pytorch_grad_scaler import PyTorchGradScaler
+
+
+class PosNerHFShim(HFShim):
+    @contextlib.contextmanager
+    def use_params(self, params: Dict) -> Iterator[None]:
+        prefix = f"pytorch_{self.id}_"
+        averaged = {}
+        for key, value in params.items():
+            if isinstance(key, tuple) and len(key) == 2 and key[0] == self.id:
+                averaged[key[1]] = value
+            elif isinstance(key, str) and key.startswith(prefix):
+                averaged[key[len(prefix) :]] = value
+        if not averaged:
+            yield
+            return
+        backup = {name: tensor.clone() for name, tensor in self._model.state_dict().items()}
+        state = {name: xp2torch(value, device=backup[name].device) for name, value in averaged.items()}
+        # Not strict: buffers, and weights that never had a gradient, have no average.
+        self._model.load_state_dict(state, strict=False)
+        try:
+            yield
+        finally:
+            self._model.load_state_dict(backup)
+
+    @property
+    def cpu_bf16(self) -> bool:
+        """Whether this shim autocasts to bfloat16 (mixed precision, encoder on the CPU)."""
+        return bool(self._mixed_precision) and self._model is not None and self.device.type == "cpu"
+
+    def predict(self, inputs: ArgsKwargs) -> Any:
+        if not self.cpu_bf16:
+            return super().predict(inputs)
+        self._model.eval()
+        try:
+            # Without autocast's cache of cast weights: under no_grad it made a sentence through
+            # bert-base slower than float32 (77.6 against 59.3 ms; 35.0 without; RESULTS.md).
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+                output = self._model(*inputs.args, **inputs.kwargs)
+        finally:
+            self._model.train()
+        return _as_float32(output)
+
+    def begin_update(self, inputs: ArgsKwargs):
+        if not self.cpu_bf16:
+            return super().begin_update(inputs)
+        with warnings.catch_warnings():
+            # thinc's own autocast names CUDA, which is absent here: it warns and does nothing.
+            warnings.filterwarnings("ignore", message=".*CUDA is not available.*")
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                output, backprop = super().begin_update(inputs)
+
+        def backprop_unscaled(grads):
+            # bfloat16 has float32's range: no loss scaling, which thinc's scaler offers only on CUDA.
+            scaler, self._grad_scaler = self._grad_scaler, PyTorchGradScaler(enabled=False)
+            try:
+                return backprop(grads)
+            finally:
+                self._grad_scaler = scaler
+
+        # A differentiable cast: the gradients reach the bfloat16 tensors through it.
+        return _as_float32(output), backprop_unscaled
+
+
+def _as_float32(output: Any) -> Any:
+    """The model's output with its bfloat16 tensors cast to float32 (in place for
+    Hugging Face's ModelOutput, a dict whose attributes mirror its keys)."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.dtype == torch.bfloat16 else output
+    if isinstance(output, dict):
+        for key, value in list(output.items()):
+            output[key] = _as_float32(value)
+        return output
+    if isinstance(output, tuple):
+        return type(output)(_as_float32(value) for value in output)
+    return output
+
+
+def install_shim(model) -> None:
+    """Give a spacy-transformers TransformerModel the PosNerHFShim."""
+    for shim in model.layers[0].shims:
+        if type(shim) is HFShim:
+            shim.__class__ = PosNerHFShim
+
+
+def set_mixed_precision(nlp, enabled: bool = True) -> int:
+    """Switch mixed precision on (or off) for every Hugging Face encoder of a
+    loaded pipeline; on the CPU that is bfloat16 autocast (PosNerHFShim). Returns
+    how many encoders it switched."""
+    count = 0
+    for _, component in nlp.pipeline:
+        model = getattr(component, "model", None)
+        if model is None:
+            continue
+        for node in model.walk():
+            for shim in node.shims:
+                if isinstance(shim, HFShim):
+                    if type(shim) is HFShim:
+                        shim.__class__ = PosNerHFShim
+                    shim._mixed_precision = enabled
+                    count += 1
+    return count
