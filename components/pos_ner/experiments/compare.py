@@ -341,13 +341,14 @@ def restore(
                 continue
         aside.append((index, reason))
     # One entry per stored run (the same run may be in several reports).
-    seen, set_aside = set(), []
+    seen = {(run_name(stored[i]), stored[i].get("finished")) for i in used}
+    set_aside = []
     for index, reason in aside:
         result = stored[index]
         if result["source"] != own:
             continue
         key = (run_name(result), result.get("finished"))
-        if key in seen or any(key == (run_name(stored[i]), stored[i].get("finished")) for i in used):
+        if key in seen:
             continue
         seen.add(key)
         kept = {k: v for k, v in result.items() if k not in ("source", "set_aside_because")}
