@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from pos_ner.backends import Backend, load
 from pos_ner.cli import app
-from pos_ner.layers.hf_shim import PosNerHFShim, set_mixed_precision
+from pos_ner.layers import hf_shim
+from pos_ner.layers.hf_shim import PosNerHFShim, cpu_has_bf16, set_mixed_precision
 
 from conftest import build_nlp, make_examples
 
@@ -23,6 +24,10 @@ TEXTS = [
     "",
     "Globex opened an office in Lima .",
 ]
+
+
+# Where the CPU lacks native bfloat16, mixed precision keeps float32 (the last test).
+needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
 
 
 def encoder_of(nlp):
@@ -55,6 +60,7 @@ def test_the_default_runs_the_encoder_in_float32(tiny_pipeline_dir):
     assert probe.inner and set(probe.inner) == {torch.float32}
 
 
+@needs_bf16
 def test_bf16_backend_autocasts_the_encoder_and_hands_on_float32(tiny_pipeline_dir):
     """The encoder's matmuls run in bfloat16; what spacy-transformers stores and the
     heads read is float32; tags and entities stay close to the float32 pipeline's
@@ -90,6 +96,7 @@ def test_mixed_precision_can_be_switched_off_again(tiny_pipeline_dir):
     assert set(probe.inner) == {torch.float32}
 
 
+@needs_bf16
 def test_training_with_mixed_precision_on_the_cpu(tiny_bert, tmp_path):
     """`mixed_precision = true` in the config trains with a bfloat16 forward: the
     losses stay finite and fall, the encoder's float32 weights receive gradients,
@@ -173,3 +180,32 @@ def test_evaluate_takes_the_backend(tiny_pipeline_dir, toy_corpus, tmp_path):
     assert metrics["pytorch"]["backend"] == "pytorch" and metrics["pytorch-bf16"]["backend"] == "pytorch-bf16"
     assert metrics["pytorch"]["n_docs"] == metrics["pytorch-bf16"]["n_docs"] > 0
     assert abs(metrics["pytorch"]["token_acc"] - metrics["pytorch-bf16"]["token_acc"]) <= 0.1
+
+
+def test_without_native_bf16_mixed_precision_keeps_float32(tiny_pipeline_dir, monkeypatch):
+    """On a CPU without AVX512-BF16 or AMX, autocast would emulate bfloat16 (slower than
+    float32): the pytorch-bf16 backend, and a model trained with mixed precision,
+    then run float32 with one warning, and give the float32 pipeline's output."""
+
+    class NoBf16:
+        @staticmethod
+        def _is_mkldnn_bf16_supported():
+            return False
+
+    monkeypatch.setattr(torch.ops, "mkldnn", NoBf16())
+    hf_shim.cpu_has_bf16.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="no native bfloat16"):
+            assert not cpu_has_bf16()
+        nlp = load(str(tiny_pipeline_dir), Backend.pytorch_bf16)
+        shim, encoder = encoder_of(nlp)
+        assert shim._mixed_precision and not shim.cpu_bf16
+        probe = DtypeProbe(encoder)
+        docs = list(nlp.pipe(TEXTS))
+        assert probe.inner and set(probe.inner) == {torch.float32}
+        reference = list(load(str(tiny_pipeline_dir), Backend.pytorch).pipe(TEXTS))
+        for doc, ref in zip(docs, reference):
+            assert [(t.tag_, t.ent_iob_, t.ent_type_) for t in doc] == [(t.tag_, t.ent_iob_, t.ent_type_) for t in ref]
+            assert [e._.confidence for e in doc.ents] == pytest.approx([e._.confidence for e in ref.ents], abs=1e-6)
+    finally:
+        hf_shim.cpu_has_bf16.cache_clear()

@@ -16,6 +16,7 @@ multiply at about twice the float32 rate (benchmarks/RESULTS.md), and hands its
 outputs on as float32, as the layers after it expect."""
 
 import contextlib
+import functools
 import warnings
 from typing import Any, Dict, Iterator
 
@@ -49,12 +50,15 @@ class PosNerHFShim(HFShim):
 
     @property
     def cpu_bf16(self) -> bool:
-        """Whether this shim autocasts to bfloat16 (mixed precision, encoder on the CPU)."""
-        return bool(self._mixed_precision) and self._model is not None and self.device.type == "cpu"
+        """Whether this shim autocasts to bfloat16 (mixed precision, encoder on the CPU,
+        and a CPU that multiplies bfloat16 natively: elsewhere it runs float32)."""
+        wanted = bool(self._mixed_precision) and self._model is not None and self.device.type == "cpu"
+        return wanted and cpu_has_bf16()
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         if not self.cpu_bf16:
-            return super().predict(inputs)
+            with _quiet_cuda_autocast(self._mixed_precision):
+                return super().predict(inputs)
         self._model.eval()
         try:
             # Without autocast's cache of cast weights: under no_grad it made a sentence through
@@ -67,12 +71,10 @@ class PosNerHFShim(HFShim):
 
     def begin_update(self, inputs: ArgsKwargs):
         if not self.cpu_bf16:
-            return super().begin_update(inputs)
-        with warnings.catch_warnings():
-            # thinc's own autocast names CUDA, which is absent here: it warns and does nothing.
-            warnings.filterwarnings("ignore", message=".*CUDA is not available.*")
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                output, backprop = super().begin_update(inputs)
+            with _quiet_cuda_autocast(self._mixed_precision):
+                return super().begin_update(inputs)
+        with _quiet_cuda_autocast(), torch.autocast("cpu", dtype=torch.bfloat16):
+            output, backprop = super().begin_update(inputs)
 
         def backprop_unscaled(grads):
             # bfloat16 has float32's range: no loss scaling, which thinc's scaler offers only on CUDA.
@@ -84,6 +86,37 @@ class PosNerHFShim(HFShim):
 
         # A differentiable cast: the gradients reach the bfloat16 tensors through it.
         return _as_float32(output), backprop_unscaled
+
+
+@contextlib.contextmanager
+def _quiet_cuda_autocast(mixed_precision: bool = True) -> Iterator[None]:
+    """thinc's own autocast names CUDA: with mixed precision on and no CUDA it warns
+    on every call and does nothing; the CPU's autocast is this shim's. (Only then:
+    catch_warnings is process-wide state, which threads serving requests share.)"""
+    if not mixed_precision or torch.cuda.is_available():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*CUDA is not available.*")
+        yield
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX, as oneDNN
+    reports it). Without it autocast still works but emulates bfloat16, slower than
+    float32; so mixed precision then keeps float32 and says so, once."""
+    try:
+        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the probe: trust the setting
+        supported = True
+    if not supported:
+        warnings.warn(
+            "mixed precision (bfloat16) asked for, but this CPU has no native bfloat16 "
+            "(AVX512-BF16 or AMX): the encoder runs in float32",
+            stacklevel=2,
+        )
+    return supported
 
 
 def _as_float32(output: Any) -> Any:
@@ -100,11 +133,18 @@ def _as_float32(output: Any) -> Any:
     return output
 
 
+def _upgrade(shim: HFShim) -> PosNerHFShim:
+    """The same shim object as a PosNerHFShim (it adds methods only, no state)."""
+    if type(shim) is HFShim:
+        shim.__class__ = PosNerHFShim
+    return shim  # type: ignore[return-value]
+
+
 def install_shim(model) -> None:
     """Give a spacy-transformers TransformerModel the PosNerHFShim."""
     for shim in model.layers[0].shims:
-        if type(shim) is HFShim:
-            shim.__class__ = PosNerHFShim
+        if isinstance(shim, HFShim):
+            _upgrade(shim)
 
 
 def set_mixed_precision(nlp, enabled: bool = True) -> int:
@@ -119,8 +159,6 @@ def set_mixed_precision(nlp, enabled: bool = True) -> int:
         for node in model.walk():
             for shim in node.shims:
                 if isinstance(shim, HFShim):
-                    if type(shim) is HFShim:
-                        shim.__class__ = PosNerHFShim
-                    shim._mixed_precision = enabled
+                    _upgrade(shim)._mixed_precision = enabled
                     count += 1
     return count
