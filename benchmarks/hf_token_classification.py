@@ -55,21 +55,10 @@ def max_length_of(tokenizer, model) -> int:
     return min(tokenizer.model_max_length, model.config.max_position_embeddings)
 
 
-@app.command()
-def train(
-    encoder: str = typer.Argument(..., help="Hugging Face model name or local folder"),
-    train_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="DocBin with gold entities"),
-    output_dir: Path = typer.Argument(..., help="Where the fine-tuned model and tokenizer are saved"),
-    epochs: float = typer.Option(1.0, "--epochs"),
-    seed: int = typer.Option(0, "--seed"),
-    learning_rate: float = typer.Option(2e-4, "--learning-rate"),
-    weight_decay: float = typer.Option(0.01, "--weight-decay"),
-    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm"),
-    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per step"),
-    warmup_share: float = typer.Option(0.1, "--warmup-share", help="Share of the steps with linear warmup"),
-    gpu: str = typer.Option("auto", "--gpu", help="'auto' or -1 for the CPU"),
-):
-    """Fine-tune ENCODER for token classification on the sentences of TRAIN_PATH."""
+def labelled_dataset(encoder: str, train_path: Path):
+    """The tokenizer, a token-classification model with the corpus' BIO labels, the
+    training sentences encoded with each word's label on its first subword, and how
+    many words were truncated away."""
     sentences = [s for doc in read_sentences(train_path) for s in doc]
     labels = ["O"] + sorted({tag for _, tags in sentences for tag in tags} - {"O"}, key=lambda t: (t[2:], t[0]))
     label_ids = {label: i for i, label in enumerate(labels)}
@@ -88,10 +77,41 @@ def train(
             else:
                 ids[position] = label_ids[tag]
         dataset.append({**encoding, "labels": ids})
+    return tokenizer, model, dataset, truncated
+
+
+def training_arguments(output_dir: Path, **arguments) -> TrainingArguments:
+    """The baseline's Trainer arguments: linear schedule, no checkpoints, no
+    evaluation during training, no reporting; `arguments` add to or replace them."""
+    fixed = {
+        "lr_scheduler_type": "linear",
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": [],
+    }
+    return TrainingArguments(output_dir=str(output_dir), **{**fixed, **arguments})
+
+
+@app.command()
+def train(
+    encoder: str = typer.Argument(..., help="Hugging Face model name or local folder"),
+    train_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="DocBin with gold entities"),
+    output_dir: Path = typer.Argument(..., help="Where the fine-tuned model and tokenizer are saved"),
+    epochs: float = typer.Option(1.0, "--epochs"),
+    seed: int = typer.Option(0, "--seed"),
+    learning_rate: float = typer.Option(2e-4, "--learning-rate"),
+    weight_decay: float = typer.Option(0.01, "--weight-decay"),
+    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm"),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per step"),
+    warmup_share: float = typer.Option(0.1, "--warmup-share", help="Share of the steps with linear warmup"),
+    gpu: str = typer.Option("auto", "--gpu", help="'auto' or -1 for the CPU"),
+):
+    """Fine-tune ENCODER for token classification on the sentences of TRAIN_PATH."""
+    tokenizer, model, dataset, truncated = labelled_dataset(encoder, train_path)
     if truncated:
-        typer.echo(f"{truncated} words beyond {max_length} subwords are not trained on", err=True)
-    arguments = TrainingArguments(
-        output_dir=str(output_dir / "checkpoints"),
+        typer.echo(f"{truncated} words beyond {max_length_of(tokenizer, model)} subwords are not trained on", err=True)
+    arguments = training_arguments(
+        output_dir / "checkpoints",
         num_train_epochs=epochs,
         seed=seed,
         per_device_train_batch_size=batch_size,
@@ -99,11 +119,7 @@ def train(
         weight_decay=weight_decay,
         max_grad_norm=max_grad_norm,
         warmup_ratio=warmup_share,
-        lr_scheduler_type="linear",
-        save_strategy="no",
-        eval_strategy="no",
         logging_steps=50,
-        report_to=[],
         use_cpu=gpu == "-1" or not torch.cuda.is_available(),
     )
     trainer = Trainer(
