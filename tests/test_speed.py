@@ -2,6 +2,7 @@
 an ONNX export made here: every system reports positive speed, latency and memory."""
 
 import json
+import statistics
 import subprocess
 import sys
 
@@ -183,3 +184,53 @@ def test_inference_windows_benchmark(tiny_pipeline_dir, tmp_path):
         text=True,
     )
     assert bad.returncode != 0 and "0 < stride <= window" in bad.stderr
+
+
+@pytest.mark.slow
+def test_training_speed_benchmark(tiny_bert, toy_corpus, tmp_path):
+    """benchmarks/train_speed.py on the tiny BERT: every system takes real optimizer
+    steps on words of the corpus, the warm-up steps are not counted, and the split of
+    a step adds up (backward and optimizer are parts of it)."""
+    train, _ = toy_corpus
+    output = tmp_path / "train_speed.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "train_speed.py"),
+        "--transformer",
+        str(tiny_bert),
+        "--train",
+        str(train),
+        "--steps",
+        "4",
+        "--warmup-steps",
+        "1",
+        "--rounds",
+        "2",
+        "--hf-batch-size",
+        "4",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--output",
+        str(output),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert set(report["results"]) == {"spacy", "spacy-bf16", "hf-trainer"}
+    for name, result in report["results"].items():
+        rounds = report["steps"][name]
+        assert len(rounds) == 2 and all(len(steps) == 4 for steps in rounds), name
+        assert all(step["words"] > 0 and step["seconds"] > 0 for steps in rounds for step in steps), name
+        assert result["timed_steps"] == 6, name
+        timed = [step for steps in rounds for step in steps[1:]]
+        assert result["words_per_second"] == pytest.approx(
+            statistics.median(
+                sum(s["words"] for s in steps[1:]) / sum(s["seconds"] for s in steps[1:]) for steps in rounds
+            )
+        ), name
+        assert sum(s["words"] for s in timed) / len(timed) == pytest.approx(result["words_per_step"]), name
+        assert all(0 < step["backward"] + step["optimizer"] < step["seconds"] for step in timed), name
+        assert result["share_backward"] + result["share_optimizer"] + result["share_rest"] == pytest.approx(1.0)
+    # the HF side counts one word per labelled first subword: at most 4 sentences per step
+    assert max(s["words"] for steps in report["steps"]["hf-trainer"] for s in steps) <= 4 * 40
+    assert "× HF Trainer" in proc.stdout and "| hf-trainer |" in proc.stdout
