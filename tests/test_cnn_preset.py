@@ -43,9 +43,11 @@ def test_the_preset_is_the_same_pipeline_without_a_transformer():
     # already one of the CNN's own embedded attributes, so pos_ner embeds TAG alone.
     model, default_model = config["components"]["ner"]["model"], default["components"]["ner"]["model"]
     assert model["features"] == ["TAG"] and "SHAPE" in config["components"]["tok2vec"]["model"]["embed"]["attrs"]
-    assert {k: v for k, v in model.items() if k not in ("tok2vec", "features")} == {
-        k: v for k, v in default_model.items() if k not in ("tok2vec", "features")
-    }
+    # Learned transitions: on for the CNN (+0.81 test F1 over 3 paired seeds), off for the
+    # transformer, whose 1-epoch screen lost 0.28 on seed 0 (benchmarks/RESULTS.md).
+    assert model["transitions"] is True and default_model["transitions"] is False
+    own = ("tok2vec", "features", "transitions")
+    assert {k: v for k, v in model.items() if k not in own} == {k: v for k, v in default_model.items() if k not in own}
     assert config["corpora"]["dev"] == default["corpora"]["dev"]
     assert config["training"]["score_weights"] == default["training"]["score_weights"]
 

@@ -640,3 +640,34 @@ def test_gold_tags_only_for_config_systems(tmp_path):
     )
     with pytest.raises(compare.DefinitionError, match="system 'hf': gold_tags works for 'config' systems only"):
         compare.load_definition(definition)
+
+
+@pytest.mark.slow
+def test_a_stored_run_with_the_same_recipe_under_another_name_is_that_run(comparison, tmp_path):
+    """A candidate adopted under another name (a screen's `no_pos` becoming a preset's
+    `lean`): the stored run with exactly its recipe is restored under the new name,
+    says where it came from, and trains nothing; a different override is not lent."""
+    folder, args, _ = comparison
+    definition = tmp_path / "adopted.yml"
+    text = "epochs: 1\nseeds: [0, 1]\nwarmup_share: 0.5\nsystems:\n"
+    text += "  lean:\n    config: configs/pos_ner.cfg\n    overrides:\n      components.ner.model.feature_width: 0\n"
+    text += "  leaner:\n    config: configs/pos_ner.cfg\n    overrides:\n      components.ner.model.feature_width: 8\n"
+    definition.write_text(text, encoding="utf8")
+    output = tmp_path / "adopted.json"
+    rest = with_output(args, output, tmp_path / "fresh")[1:]
+    result = invoke([str(definition), *rest, "--report-only", "--stored", str(folder / "compare.json")])
+    assert result.exit_code == 0, result.output
+    assert "lean-seed0: restored from no_pos-seed0 in" in result.output
+    report = json.loads(output.read_text())
+    assert [(r["system"], r["seed"]) for r in report["runs"]] == [("lean", 0)]
+    stored = {(r["system"], r["seed"]): r for r in json.loads((folder / "compare.json").read_text())["runs"]}
+    lent = report["runs"][0]
+    assert lent["same_run_as"].startswith("no_pos-seed0 in ")
+    assert lent["test_f1"] == stored[("no_pos", 0)]["test_f1"] and lent["finished"] == stored[("no_pos", 0)]["finished"]
+    # (systems without all_seeds run on the first seed only)
+    assert [(r["system"], r["seed"]) for r in report["not_run"]] == [("leaner", 0)]
+    assert report["set_aside"] == []
+    # Tabulated again, the lent run is its own report's run now: kept, not lent twice.
+    again = invoke([str(definition), *rest, "--report-only"])
+    assert again.exit_code == 0, again.output
+    assert [(r["system"], r["seed"]) for r in json.loads(output.read_text())["runs"]] == [("lean", 0)]

@@ -13,8 +13,11 @@ arguments, corpus files, encoder); a stored result of another recipe under the
 same name is refused, never silently reused. So definitions may share a workdir:
 a run two of them define alike (same name, seed and recipe) trains once, since
 CPU training is deterministic for a seed (the learning curve's full-size points
-are the converged comparison's runs). Paths under the project's folder are kept
-relative in a recipe, so it holds on another checkout.
+are the converged comparison's runs). A stored run under another name with
+exactly a run's recipe is that run too (a screen's candidate that a preset then
+adopted): it is restored under the new name, with `same_run_as` naming it.
+Paths under the project's folder are kept relative in a recipe, so it holds on
+another checkout.
 
 The workdir (not committed) is lost with the machine; the reports are the
 record. So the runs of the output report, and of the `stored` reports, count as
@@ -312,6 +315,7 @@ def restore(
     set aside in the new report. Other reports' runs that do not apply are ignored."""
     wanted = {run_name(run): run for run in every}
     used, aside = set(), []
+    lent = lend_alike(every, stored, definition, corpora, transformer, workdir)
     for index, result in enumerate(stored):
         name = run_name(result)
         run = wanted.get(name)
@@ -319,6 +323,10 @@ def restore(
         if run is None:
             if result["source"] == own:
                 aside.append((index, "not a run of this definition"))
+            continue
+        if name in lent:
+            if result["source"] == own:
+                aside.append((index, f"superseded by {lent[name]}, which has the recipe this run has now"))
             continue
         if "recipe" not in result:
             reason = "no recipe stored (written before recipes were kept), so it cannot be checked"
@@ -354,6 +362,53 @@ def restore(
         kept = {k: v for k, v in result.items() if k not in ("source", "set_aside_because")}
         set_aside.append({**kept, "set_aside_because": reason})
     return set_aside
+
+
+def lend_alike(
+    every: List[Dict],
+    stored: List[Dict],
+    definition: Dict,
+    corpora: Dict[str, Dict[str, Path]],
+    transformer: str,
+    workdir: Path,
+) -> Dict[str, str]:
+    """Write into `workdir` each run of the definition that has no result there and
+    no stored result of its own name with its recipe, but a stored result under
+    another name with exactly its recipe (the seed is part of it): the same run,
+    which CPU training makes deterministic (e.g. a screen's candidate that a preset
+    adopted). Returns {run name: where its result came from}."""
+    by_recipe: Dict[str, Dict] = {}
+    for result in stored:
+        if "recipe" in result:
+            by_recipe.setdefault(json.dumps(portable(result["recipe"]), sort_keys=True), result)
+    lent = {}
+    for run in every:
+        name = run_name(run)
+        result_path = workdir / name / "result.json"
+        system = definition["systems"][run["system"]]
+        code = {"config": str(system["config"])} if "config" in system else {"script": system["script"]}
+        # Only a stored run of the same config (or script) and seed can have its recipe; and
+        # the recipe needs the run's corpus (a finished run's only: see `compare`).
+        candidates = [
+            r
+            for r in by_recipe.values()
+            if r["seed"] == run["seed"] and all(r["recipe"].get(k) == v for k, v in code.items())
+        ]
+        train = corpora[system.get("corpus", "documents")]["train"]
+        if result_path.exists() or not candidates or not train.exists():
+            continue
+        _, recipe = run_recipe(run, definition, corpora, transformer, workdir)
+        if any(run_name(r) == name and "recipe" in r and not recipe_differences(recipe, r["recipe"]) for r in stored):
+            continue  # its own name's result restores it
+        alike = by_recipe.get(json.dumps(recipe, sort_keys=True))
+        if alike is None:
+            continue
+        origin = f"{run_name(alike)} in {alike['source']}"
+        kept = {key: value for key, value in alike.items() if key not in ("source", "set_aside_because")}
+        write_text(result_path, json.dumps({**kept, **run, "recipe": recipe, "same_run_as": origin}, indent=2))
+        print(f"{name}: restored from {origin} (the same recipe)", flush=True)
+        lent[name] = origin
+    return lent
 
 
 def run_one(
