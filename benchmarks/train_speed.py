@@ -66,7 +66,7 @@ class Clock:
 
 
 class SpacySteps:
-    """spaCy's training loop on `config`, one optimizer step per `step()`."""
+    """spaCy's training loop on `config_path`; `run(n)` takes its next n optimizer steps."""
 
     def __init__(self, config_path: Path, transformer: str, train: Path, clock: Clock, bf16: bool) -> None:
         from spacy.schemas import ConfigSchemaTraining
@@ -101,8 +101,6 @@ class SpacySteps:
             annotating_components=T["annotating_components"],
             before_update=T["before_update"],
         )
-        self.batch_words = config["training"]["batcher"]["size"]
-        self.accumulate = T["accumulate_gradient"]
 
     @staticmethod
     def _timed(method, clock: Clock):

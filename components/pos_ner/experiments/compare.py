@@ -386,16 +386,15 @@ def lend_alike(
         name = run_name(run)
         result_path = workdir / name / "result.json"
         system = definition["systems"][run["system"]]
+        # The recipe needs the run's corpus (a finished run's only: see `compare`), and
+        # only a stored run of the same config (or script) and seed can have it.
+        if result_path.exists() or not corpora[system.get("corpus", "documents")]["train"].exists():
+            continue
         code = {"config": str(system["config"])} if "config" in system else {"script": system["script"]}
-        # Only a stored run of the same config (or script) and seed can have its recipe; and
-        # the recipe needs the run's corpus (a finished run's only: see `compare`).
-        candidates = [
-            r
+        if not any(
+            r["seed"] == run["seed"] and all(r["recipe"].get(k) == v for k, v in code.items())
             for r in by_recipe.values()
-            if r["seed"] == run["seed"] and all(r["recipe"].get(k) == v for k, v in code.items())
-        ]
-        train = corpora[system.get("corpus", "documents")]["train"]
-        if result_path.exists() or not candidates or not train.exists():
+        ):
             continue
         _, recipe = run_recipe(run, definition, corpora, transformer, workdir)
         if any(run_name(r) == name and "recipe" in r and not recipe_differences(recipe, r["recipe"]) for r in stored):
