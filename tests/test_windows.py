@@ -14,7 +14,14 @@ from spacy.tokens import Doc
 from spacy.util import load_config, load_model_from_config
 from transformers import AutoTokenizer
 
-from pos_ner.windows import doc_windows, sentence_window_bounds, sentences_of, window_bounds, wordpiece_counts
+from pos_ner.windows import (
+    WordpieceCounter,
+    doc_windows,
+    sentence_window_bounds,
+    sentences_of,
+    window_bounds,
+    wordpiece_counts,
+)
 
 from conftest import ROOT, build_nlp, make_doc, make_examples
 
@@ -128,6 +135,56 @@ def test_counts_are_the_tokenizers_own(tiny_bert):
         len(tokenizer(token.text, add_special_tokens=False)["input_ids"]) for token in nlp_doc
     ]
     assert wordpiece_counts(tokenizer, nlp_doc)[-1] == 0  # whitespace has no wordpieces
+
+
+def test_cached_counts_equal_the_tokenizers_and_call_it_once_per_new_word(tiny_bert):
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
+    vocab = build_nlp(tiny_bert).vocab
+    calls = []
+
+    def counting_tokenizer(texts, **kwargs):
+        calls.append(list(texts))
+        return tokenizer(texts, **kwargs)
+
+    counter = WordpieceCounter(counting_tokenizer, max_entries=5)
+    first = Doc(vocab, words=["Paris", "zzzz", "Paris", "...", " "], spaces=[True, True, True, False, False])
+    second = Doc(vocab, words=["zzzz", "Paris", "Berg"])
+    assert counter(first) == wordpiece_counts(tokenizer, first)
+    assert counter(second) == wordpiece_counts(tokenizer, second)
+    assert calls == [["Paris", "zzzz", "...", " "], ["Berg"]]  # each distinct new text once
+    assert counter(Doc(vocab, words=[])) == []
+    # Past max_entries the cache starts over and still counts right.
+    third = Doc(vocab, words=["Anna", "Tom", "Reed"])
+    assert counter(third) == wordpiece_counts(tokenizer, third)
+    assert len(counter._counts) == 3 and calls[-1] == ["Anna", "Tom", "Reed"]
+
+
+def test_the_span_getter_counts_with_the_current_tokenizer_and_pickles_without_its_cache(nlp):
+    import pickle
+
+    getter = nlp.get_pipe("transformer").model.attrs["get_spans"]
+    getter([nlp("Anna Berg lives in Paris .")])
+    assert getter.counter().tokenizer is nlp.get_pipe("transformer").model.tokenizer
+    assert len(getter.counter()._counts) > 0
+    assert pickle.loads(pickle.dumps(getter))._counter is None
+
+
+def test_prediction_leaves_the_encoder_in_eval_mode_and_training_switches_it_back(tiny_bert):
+    nlp = build_nlp(tiny_bert)
+    examples = make_examples(nlp, n_docs=4)
+    optimizer = nlp.initialize(lambda: examples)
+    encoder = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+    nlp("Anna Berg lives in Paris .")
+    assert not encoder.training  # no eval()/train() walk around every prediction
+    nlp.update(examples, sgd=optimizer)
+    assert encoder.training, "begin_update must train with dropout"
+    first = nlp("Anna Berg lives in Paris .")
+    assert not encoder.training
+    # In eval mode (no dropout) predictions repeat exactly.
+    assert numpy.array_equal(
+        first._.trf_data.tensors[0],
+        nlp("Anna Berg lives in Paris .")._.trf_data.tensors[0],
+    )
 
 
 def test_empty_docs(nlp):

@@ -28,13 +28,13 @@ piece at a token boundary, which the margin between `window` and the encoder's
 maximum (512 for BERT) absorbs.
 """
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from spacy.tokens import Doc, Span
 from spacy_transformers.layers import TransformerModel
 from spacy_transformers.util import registry
 
-from .windows import WORDPIECE_WINDOWS, doc_windows, encoder_max_length, wordpiece_counts
+from .windows import WORDPIECE_WINDOWS, WordpieceCounter, doc_windows, encoder_max_length
 
 
 class WordpieceWindows:
@@ -45,6 +45,7 @@ class WordpieceWindows:
             raise ValueError(f"{WORDPIECE_WINDOWS}: need window >= 1 and 0 < stride <= window, got {window}, {stride}")
         self.window, self.stride, self.sentences = window, stride, sentences
         self.model: Optional[TransformerModel] = None
+        self._counter: Optional[WordpieceCounter] = None
 
     def bind(self, model: TransformerModel) -> None:
         """Count with `model`'s tokenizer (loaded when the model is initialized or read from disk)."""
@@ -67,15 +68,20 @@ class WordpieceWindows:
             )
         return tokenizer
 
-    def __call__(self, docs: Sequence[Doc]) -> List[List[Span]]:
+    def __getstate__(self) -> Dict[str, Any]:
+        return {**self.__dict__, "_counter": None}  # a pickled pipeline does not carry the cache
+
+    def counter(self) -> WordpieceCounter:
+        """Counts with the current tokenizer (loading from disk replaces it, and with it the cache)."""
         tokenizer = self.tokenizer()
+        if self._counter is None or self._counter.tokenizer is not tokenizer:
+            self._counter = WordpieceCounter(tokenizer)
+        return self._counter
+
+    def __call__(self, docs: Sequence[Doc]) -> List[List[Span]]:
+        counter = self.counter()
         return [
-            [
-                doc[start:end]
-                for start, end in doc_windows(
-                    doc, wordpiece_counts(tokenizer, doc), self.window, self.stride, self.sentences
-                )
-            ]
+            [doc[start:end] for start, end in doc_windows(doc, counter(doc), self.window, self.stride, self.sentences)]
             for doc in docs
         ]
 

@@ -4,7 +4,7 @@ torch or spacy-transformers, cut documents with the same code."""
 
 from bisect import bisect_left
 from itertools import accumulate
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from spacy.pipeline import Sentencizer
 from spacy.tokens import Doc
@@ -97,3 +97,26 @@ def wordpiece_counts(tokenizer: Any, doc: Doc) -> List[int]:
         return []
     encoded = tokenizer([token.text for token in doc], add_special_tokens=False)["input_ids"]
     return [len(ids) for ids in encoded]
+
+
+class WordpieceCounter:
+    """`wordpiece_counts` with the count of each distinct token text kept, so a
+    word is tokenized once, not again in every document and every training step
+    (the per-word tokenizer call was 6 % of a served request's time; RESULTS.md).
+    The cache holds plain strings (nothing of a Doc's memory zone) and starts
+    over once it holds `max_entries` texts."""
+
+    def __init__(self, tokenizer: Any, max_entries: int = 200_000):
+        self.tokenizer, self.max_entries = tokenizer, max_entries
+        self._counts: Dict[str, int] = {}
+
+    def __call__(self, doc: Doc) -> List[int]:
+        texts = [token.text for token in doc]
+        counts = self._counts
+        missing = list(dict.fromkeys(text for text in texts if text not in counts))
+        if missing:
+            if len(counts) + len(missing) > self.max_entries:
+                counts = self._counts = {}
+            encoded = self.tokenizer(missing, add_special_tokens=False)["input_ids"]
+            counts.update(zip(missing, map(len, encoded)))
+        return [counts[text] for text in texts]

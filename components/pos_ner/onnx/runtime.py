@@ -34,7 +34,7 @@ from thinc.api import NumpyOps
 from ..decoding import tag_names
 from ..layers.length_groups import length_groups
 from ..pipeline_component import install_extensions, set_entities
-from ..windows import WORDPIECE_WINDOWS, doc_windows, wordpiece_counts
+from ..windows import WORDPIECE_WINDOWS, WordpieceCounter, doc_windows
 from . import META_FILE
 
 
@@ -86,6 +86,7 @@ class OnnxNer:
         )
         hf_path = str(path / self.meta["hf_tokenizer"])
         self.hf_tokenizer = AutoTokenizer.from_pretrained(hf_path, **self.meta["tokenizer_config"])
+        self.wordpiece_counts = WordpieceCounter(self.hf_tokenizer)
         # Not spacy.blank: it would load every installed spaCy plugin (spacy-transformers imports torch).
         if vocab is None:
             vocab = create_vocab(self.meta["lang"], spacy.util.get_lang_class(self.meta["lang"]).Defaults)
@@ -158,7 +159,7 @@ class OnnxNer:
         (pos_ner.wordpiece_windows.v1, of whole sentences with its `sentences`) or
         in tokens (spacy-transformers' strided_spans)."""
         if self.meta.get("span_getter") == WORDPIECE_WINDOWS:
-            lengths = wordpiece_counts(self.hf_tokenizer, doc)
+            lengths = self.wordpiece_counts(doc)
         else:
             lengths = [1] * len(doc)
         return doc_windows(doc, lengths, self.meta["window"], self.meta["stride"], self.meta.get("sentences", False))
