@@ -370,19 +370,27 @@ def test_a_stored_run_that_cannot_be_checked_is_set_aside_never_dropped(comparis
     assert not (fresh / "no_pos-seed0").exists() and not (fresh / "sentences-seed0").exists()
 
 
+def tabulate_with_stored(comparison, tmp_path, name, systems):
+    """`compare --report-only --stored compare.json` for a one-epoch definition of
+    `systems` (YAML text under `systems:`) in a fresh workdir; (result, output, its other args)."""
+    folder, args, _ = comparison
+    definition = tmp_path / f"{name}.yml"
+    definition.write_text("epochs: 1\nseeds: [0, 1]\nwarmup_share: 0.5\nsystems:\n" + systems, encoding="utf8")
+    output = tmp_path / f"{name}.json"
+    rest = [str(definition), *with_output(args, output, tmp_path / "fresh")[1:]]
+    result = invoke([*rest, "--report-only", "--stored", str(folder / "compare.json")])
+    assert result.exit_code == 0, result.output
+    return result, output, rest
+
+
 @pytest.mark.slow
 def test_another_definitions_report_lends_its_alike_runs(comparison, tmp_path):
     """--stored REPORT: its runs that this definition defines alike count as
     finished; its other runs are ignored (not set aside: they are not ours)."""
-    folder, args, _ = comparison
-    definition = tmp_path / "other.yml"
-    text = "epochs: 1\nseeds: [0, 1]\nwarmup_share: 0.5\nsystems:\n  no_pos:\n    config: configs/pos_ner.cfg\n"
-    text += "    overrides:\n      components.ner.model.feature_width: 0\n"
-    definition.write_text(text, encoding="utf8")
-    output = tmp_path / "other.json"
-    rest = with_output(args, output, tmp_path / "fresh")[1:]
-    result = invoke([str(definition), *rest, "--report-only", "--stored", str(folder / "compare.json")])
-    assert result.exit_code == 0, result.output
+    systems = (
+        "  no_pos:\n    config: configs/pos_ner.cfg\n    overrides:\n      components.ner.model.feature_width: 0\n"
+    )
+    result, output, _ = tabulate_with_stored(comparison, tmp_path, "other", systems)
     assert "no_pos-seed0: restored from" in result.output
     report = json.loads(output.read_text())
     assert [(r["system"], r["seed"]) for r in report["runs"]] == [("no_pos", 0)]
@@ -647,16 +655,12 @@ def test_a_stored_run_with_the_same_recipe_under_another_name_is_that_run(compar
     """A candidate adopted under another name (a screen's `no_pos` becoming a preset's
     `lean`): the stored run with exactly its recipe is restored under the new name,
     says where it came from, and trains nothing; a different override is not lent."""
-    folder, args, _ = comparison
-    definition = tmp_path / "adopted.yml"
-    text = "epochs: 1\nseeds: [0, 1]\nwarmup_share: 0.5\nsystems:\n"
-    text += "  lean:\n    config: configs/pos_ner.cfg\n    overrides:\n      components.ner.model.feature_width: 0\n"
-    text += "  leaner:\n    config: configs/pos_ner.cfg\n    overrides:\n      components.ner.model.feature_width: 8\n"
-    definition.write_text(text, encoding="utf8")
-    output = tmp_path / "adopted.json"
-    rest = with_output(args, output, tmp_path / "fresh")[1:]
-    result = invoke([str(definition), *rest, "--report-only", "--stored", str(folder / "compare.json")])
-    assert result.exit_code == 0, result.output
+    folder = comparison[0]
+    systems = "  lean:\n    config: configs/pos_ner.cfg\n    overrides:\n      components.ner.model.feature_width: 0\n"
+    systems += (
+        "  leaner:\n    config: configs/pos_ner.cfg\n    overrides:\n      components.ner.model.feature_width: 8\n"
+    )
+    result, output, rest = tabulate_with_stored(comparison, tmp_path, "adopted", systems)
     assert "lean-seed0: restored from no_pos-seed0 in" in result.output
     report = json.loads(output.read_text())
     assert [(r["system"], r["seed"]) for r in report["runs"]] == [("lean", 0)]
@@ -668,6 +672,6 @@ def test_a_stored_run_with_the_same_recipe_under_another_name_is_that_run(compar
     assert [(r["system"], r["seed"]) for r in report["not_run"]] == [("leaner", 0)]
     assert report["set_aside"] == []
     # Tabulated again, the lent run is its own report's run now: kept, not lent twice.
-    again = invoke([str(definition), *rest, "--report-only"])
+    again = invoke([*rest, "--report-only"])
     assert again.exit_code == 0, again.output
     assert [(r["system"], r["seed"]) for r in json.loads(output.read_text())["runs"]] == [("lean", 0)]

@@ -91,12 +91,16 @@ def encoder_max_length(tokenizer: Any, transformer: Any) -> int:
     return min(declared, limit) if limit and declared >= UNSET_MAX_LENGTH else min(declared, UNSET_MAX_LENGTH)
 
 
+def wordpiece_lengths(tokenizer: Any, texts: Sequence[str]) -> List[int]:
+    """Wordpieces of each text, each tokenized on its own, special tokens left out."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
 def wordpiece_counts(tokenizer: Any, doc: Doc) -> List[int]:
     """Wordpieces of each token of `doc`, special tokens left out."""
-    if not len(doc):
-        return []
-    encoded = tokenizer([token.text for token in doc], add_special_tokens=False)["input_ids"]
-    return [len(ids) for ids in encoded]
+    return wordpiece_lengths(tokenizer, [token.text for token in doc])
 
 
 class WordpieceCounter:
@@ -117,6 +121,5 @@ class WordpieceCounter:
         if missing:
             if len(counts) + len(missing) > self.max_entries:
                 counts = self._counts = {}
-            encoded = self.tokenizer(missing, add_special_tokens=False)["input_ids"]
-            counts.update(zip(missing, map(len, encoded)))
+            counts.update(zip(missing, wordpiece_lengths(self.tokenizer, missing)))
         return [counts[text] for text in texts]
