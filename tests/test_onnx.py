@@ -208,6 +208,12 @@ def test_export_needs_spacys_rule_based_tokenizer(tiny_bert):
         check_config(nlp, find_pipes(nlp))
 
 
+def test_export_refuses_document_context(tiny_bert):
+    nlp = build_nlp(tiny_bert, doc_context=True)
+    with pytest.raises(ValueError, match="doc_context"):
+        check_config(nlp, find_pipes(nlp))
+
+
 # ---------------------------------------------------------------- ONNX as a backend
 
 

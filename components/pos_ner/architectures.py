@@ -8,7 +8,7 @@ from spacy.util import registry
 from thinc.api import Config, Model, Softmax_v2, chain, glorot_uniform_init, with_array
 from thinc.types import Floats2d
 
-from .layers import concat_per_doc, transitions_layer
+from .layers import concat_per_doc, doc_context_layer, transitions_layer
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -18,6 +18,7 @@ feature_width = 64
 feature_rows = 200
 transitions = false
 transition_rate = 50.0
+doc_context = false
 
 [model.tok2vec]
 @architectures = "spacy-transformers.TransformerListener.v1"
@@ -38,6 +39,7 @@ def build_pos_ner_model(
     feature_rows: int,
     transitions: bool = False,
     transition_rate: float = 50.0,
+    doc_context: bool = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Token vectors from `tok2vec`, concatenated with an embedding of the
@@ -47,7 +49,9 @@ def build_pos_ner_model(
     trained with a CRF loss and used by the decoder (`pos_ner.layers.transitions`);
     false: the softmax's cross-entropy, and only the allowed/forbidden steps.
     The transition scores move `transition_rate` times faster than the other
-    weights (see `pos_ner.layers.transitions`).
+    weights (see `pos_ner.layers.transitions`). `doc_context = true` puts next
+    to each token vector the mean vector of the tokens with the same NORM in the
+    document (`pos_ner.layers.doc_context`), before the feature embedding.
 
     Named refs: "tok2vec" (what feeds the softmax), "features" (the feature
     embedding, when there is one), "output_layer" (the softmax) and
@@ -56,6 +60,8 @@ def build_pos_ner_model(
     The softmax weights start random, not at zero as in spaCy's tagger: a zero
     output layer passes no gradient back, so the encoder would learn only the
     tagger's objective until the weights grow (benchmarks/RESULTS.md)."""
+    if doc_context:
+        tok2vec = doc_context_layer(tok2vec)
     embed = None
     if feature_width > 0 and features:
         embed = MultiHashEmbed(

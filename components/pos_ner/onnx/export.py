@@ -123,6 +123,7 @@ def check_config(nlp: Language, names: Dict[str, str]) -> List[str]:
         )
         require(tok2vec["pooling"].get("@layers") == REDUCE_MEAN, f"{name!r} pooling must be {REDUCE_MEAN}")
     ner_model = components[names["ner"]]["model"]
+    require(not ner_model.get("doc_context", False), "the graph has no document context (doc_context = true)")
     features = list(ner_model["features"]) if ner_model["feature_width"] > 0 else []
     # The runtime rebuilds the Docs with a saved spaCy Tokenizer.
     require(isinstance(nlp.tokenizer, Tokenizer), "the pipeline must use spaCy's rule-based tokenizer")
