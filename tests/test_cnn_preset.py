@@ -9,6 +9,9 @@ import pytest
 import spacy
 from spacy.pipeline import Tagger
 from spacy.util import fix_random_seed, load_config, load_model_from_config
+from thinc.api import NumpyOps
+
+from pos_ner import use_numpy_matmul
 
 from conftest import ROOT, make_examples, train
 
@@ -96,3 +99,48 @@ def test_tagger_sees_the_cnn_vectors_only_when_tok2vec_annotates(annotates, tens
     nlp = build()
     train(nlp, make_examples(nlp, n_docs=4), steps=2, annotates=annotates)
     assert seen and all(all(batch) if tensors else not any(batch) for batch in seen)
+
+
+def matmul_ops(nlp):
+    """The (ops class, uses blis) pairs of every layer of every component."""
+    return {
+        (type(node.ops).__name__, getattr(node.ops, "use_blis", None))
+        for _, pipe in nlp.pipeline
+        for node in pipe.model.walk()
+    }
+
+
+def test_every_layer_multiplies_with_numpy_after_build_load_and_pickle(trained, tmp_path):
+    """[nlp.after_pipeline_creation] names pos_ner.numpy_matmul.v1: thinc's layers
+    use NumpyOps(use_blis=False), in training and wherever the pipeline is rebuilt."""
+    nlp, _ = trained
+    assert matmul_ops(nlp) == {("NumpyOps", False)}
+    nlp.to_disk(tmp_path / "model")
+    loaded = spacy.load(tmp_path / "model")
+    assert matmul_ops(loaded) == {("NumpyOps", False)}
+    assert matmul_ops(pickle.loads(pickle.dumps(loaded))) == {("NumpyOps", False)}
+    for name in ("pos_ner_cnn.cfg", "baseline_ner_cnn.cfg"):
+        built = load_model_from_config(load_config(ROOT / "configs" / name, interpolate=True), auto_fill=True)
+        assert matmul_ops(built) == {("NumpyOps", False)}, name
+
+
+def test_numpy_matmul_predicts_what_blis_predicts(trained, tmp_path):
+    """The same weights give the same entities on either matrix product; confidences
+    differ only by float rounding. Other ops (GPU, other CPU backends) are kept."""
+    nlp, _ = trained
+    nlp.to_disk(tmp_path / "model")
+    with_blis = spacy.load(tmp_path / "model", config={"nlp": {"after_pipeline_creation": None}})
+    assert matmul_ops(with_blis) == {("NumpyOps", True)}
+    ours, theirs = predictions(nlp), predictions(with_blis)
+    assert [[e[:3] for e in doc] for doc in ours] == [[e[:3] for e in doc] for doc in theirs]
+    assert all(abs(a[3] - b[3]) < 1e-4 for x, y in zip(ours, theirs) for a, b in zip(x, y))
+
+    class OtherOps(NumpyOps):
+        name = "other"
+
+    other = OtherOps()
+    for _, pipe in with_blis.pipeline:
+        for node in pipe.model.walk():
+            node.ops = other
+    use_numpy_matmul(with_blis)
+    assert matmul_ops(with_blis) == {("OtherOps", True)}

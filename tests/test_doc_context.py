@@ -11,8 +11,9 @@ import spacy
 from spacy.util import fix_random_seed, load_config, load_model_from_config
 from thinc.api import Model
 
-from conftest import ROOT, make_examples, train
 from pos_ner.layers import doc_context_layer
+
+from conftest import ROOT, make_examples, train
 
 TEXTS = ["Leicester beat Leicester City , and LEICESTER fans cheered .", "", "a b a"]
 

@@ -8,13 +8,13 @@ tokens in the document with the same key (by default NORM, so case variants
 such as headline capitals share it): width 2 × the input's.
 """
 
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, cast
 
 import numpy
 from spacy.attrs import IDS
 from spacy.tokens import Doc
-from thinc.api import Model
-from thinc.types import Floats2d
+from thinc.api import Model, Ops
+from thinc.types import Floats2d, Ints1d
 
 InT = List[Doc]
 OutT = List[Floats2d]
@@ -46,33 +46,38 @@ def groups(doc: Doc, attr: str) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """Per token, the index of its group (tokens with equal `attr`), and the size of each group."""
     keys = doc.to_array(attr) if len(doc) else numpy.zeros((0,), dtype="uint64")
     _, index = numpy.unique(keys, return_inverse=True)
-    index = index.reshape(-1)
-    return index, numpy.bincount(index)
+    index = index.reshape(-1).astype("int32")
+    return index, numpy.bincount(index).astype("float32").reshape(-1, 1)
+
+
+def group_means(ops: Ops, X: Floats2d, index: Ints1d, sizes: Floats2d) -> Floats2d:
+    """The mean row of `X` per group (`index`: each row's group, `sizes`: rows per group)."""
+    sums = ops.alloc2f(sizes.shape[0], X.shape[1], dtype=X.dtype)
+    ops.scatter_add(sums, index, X)
+    return sums / sizes
 
 
 def forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, Callable[[OutT], InT]]:
-    xp = model.ops.xp
+    ops = model.ops
     vectors, backprop_tok2vec = model.layers[0](docs, is_train)
     attr = model.attrs["attr"]
-    grouping = [groups(doc, attr) for doc in docs]
-    output = []
-    for X, (index, sizes) in zip(vectors, grouping):
-        index_xp = model.ops.asarray1i(index)
-        sums = xp.zeros((len(sizes), X.shape[1]), dtype=X.dtype)
-        xp.add.at(sums, index_xp, X)
-        means = sums / model.ops.asarray2f(sizes.reshape(-1, 1).astype("float32"))
-        output.append(xp.hstack((X, means[index_xp])))
+    grouping = []
+    for doc in docs:
+        index, sizes = groups(doc, attr)
+        grouping.append((ops.asarray1i(cast(Ints1d, index)), ops.asarray2f(cast(Floats2d, sizes))))
+    output = [
+        ops.xp.hstack((X, group_means(ops, X, index, sizes)[index]))  # type: ignore[attr-defined]
+        for X, (index, sizes) in zip(vectors, grouping)
+    ]
 
     def backprop(d_output: OutT) -> InT:
+        # d mean_g / d x_i = 1 / |g| for every token i of group g: each token gets its
+        # group's mean gradient of the means' columns.
         d_vectors = []
         for dY, X, (index, sizes) in zip(d_output, vectors, grouping):
             width = X.shape[1]
-            index_xp = model.ops.asarray1i(index)
-            # d mean_g / d x_i = 1 / |g| for every token i of group g.
-            d_sums = xp.zeros((len(sizes), width), dtype=dY.dtype)
-            xp.add.at(d_sums, index_xp, dY[:, width:])
-            d_sums /= model.ops.asarray2f(sizes.reshape(-1, 1).astype("float32"))
-            d_vectors.append(dY[:, :width] + d_sums[index_xp])
+            d_means = group_means(ops, ops.as_contig(dY[:, width:]), index, sizes)
+            d_vectors.append(dY[:, :width] + d_means[index])
         return backprop_tok2vec(d_vectors)
 
     return output, backprop
