@@ -3,6 +3,7 @@ the HF baseline learns and is scored on the gold tokens, and the harness trains
 every system with the shared budget, tabulates seeds, resumes and reports failures."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -223,6 +224,34 @@ def test_finished_runs_are_not_trained_again(comparison):
     assert result.output.count("done before, kept") == 5
     assert {p: p.stat().st_mtime_ns for p in logs} == logs
     assert json.loads((folder / "compare.json").read_text())["runs"] == before["runs"]
+
+
+@pytest.mark.slow
+def test_a_result_moved_away_during_a_comparison_is_not_run_never_trained(comparison, tmp_path, monkeypatch):
+    """Only the selected runs train: an unselected run whose result leaves the
+    workdir while the comparison runs is reported as not run."""
+    folder, args, _ = comparison
+    workdir = tmp_path / "runs"
+    shutil.copytree(folder / "runs", workdir)
+    moved = workdir / "pos_ner-seed1" / "result.json"
+    original = compare.run_one
+
+    def move_then_run(*a, **kw):
+        moved.unlink(missing_ok=True)
+        return original(*a, **kw)
+
+    monkeypatch.setattr(compare, "run_one", move_then_run)
+    result = invoke([*with_output(args, tmp_path / "compare.json", workdir), "--only", "no_pos", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert "pos_ner-seed1: training" not in result.output and not moved.exists()
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert {"system": "pos_ner", "seed": 1} in report["not_run"]
+    assert sorted((r["system"], r["seed"]) for r in report["runs"]) == [
+        ("hf_trainer", 0),
+        ("no_pos", 0),
+        ("pos_ner", 0),
+        ("sentences", 0),
+    ]
 
 
 @pytest.mark.slow

@@ -575,10 +575,11 @@ def compare(
         raise DefinitionError(f"{', '.join(missing)} do(es) not exist (run the convert steps first)")
     own = str(portable(str(output.resolve())))
     set_aside = restore(every, earlier, own, definition, corpora, transformer, workdir)
-    finished = [r for r in every if (workdir / run_name(r) / "result.json").exists()]
     results, failures, not_run = [], [], []
     for run in every:
-        if run not in finished and run not in planned:
+        # Checked when the run's turn comes, not before the first: a result moved away
+        # meanwhile makes an unselected run "not run", never one that trains.
+        if run not in planned and not (workdir / run_name(run) / "result.json").exists():
             not_run.append(run)
             continue
         try:
