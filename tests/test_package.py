@@ -130,7 +130,7 @@ FLOORS = [
     ["cli"],
     ["serving", "experiments", "onnx", "batch", "model_card", "backends"],
     ["pipeline_component", "architectures", "span_getters", "corpus"],
-    ["io", "evaluation", "decoding", "layers", "windows", "schedules", "optimizers"],
+    ["io", "evaluation", "decoding", "layers", "windows", "schedules", "optimizers", "cpu_ops"],
 ]
 
 
