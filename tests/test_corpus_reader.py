@@ -123,3 +123,58 @@ def test_gold_tags_need_a_tagged_corpus(tmp_path):
         assert "gold_tags = true, but the corpus has no TAG annotation" in str(error)
     else:
         raise AssertionError("no error for gold_tags on an untagged corpus")
+
+
+def sentences_reader(path, share, **settings):
+    augmenter = {"@augmenters": "pos_ner.single_sentences.v1", "share": share}
+    return make_reader(path, max_doc_tokens=0, augmenter=augmenter, **settings)
+
+
+def test_single_sentences_augmenter_splits_a_share_and_loses_nothing(tmp_path):
+    nlp = spacy.blank("en")
+    docs = make_docs(40, seed=5, vocab=nlp.vocab)
+    path = write_docbin(tmp_path / "train.spacy", docs)
+    n_sents = sum(len(list(doc.sents)) for doc in docs)
+    assert n_sents == 3 * len(docs)
+    every = list(sentences_reader(path, 1.0)(nlp))
+    assert len(every) == n_sents and all(len(list(eg.reference.sents)) == 1 for eg in every)
+    none = list(sentences_reader(path, 0.0)(nlp))
+    assert [eg.reference.text for eg in none] == [doc.text for doc in docs]
+    random.seed(0)
+    some = list(sentences_reader(path, 0.5)(nlp))
+    assert len(docs) < len(some) < n_sents
+    for examples in (every, some):
+        # Every token, entity and tag is kept, in order, and the predicted Doc
+        # holds the same text as its reference.
+        assert [t.text for eg in examples for t in eg.reference] == [t.text for doc in docs for t in doc]
+        assert entity_texts(eg.reference for eg in examples) == entity_texts(docs)
+        assert [t.tag_ for eg in examples for t in eg.reference] == [t.tag_ for doc in docs for t in doc]
+        assert all(eg.predicted.text == eg.reference.text for eg in examples)
+    # Drawn from Python's random, which spaCy's training seeds: the same seed, the same split.
+    random.seed(0)
+    again = list(sentences_reader(path, 0.5)(nlp))
+    assert [eg.reference.text for eg in again] == [eg.reference.text for eg in some]
+    # With gold_tags the sentences get the gold tags on their predicted Docs as well.
+    tagged = list(sentences_reader(path, 1.0, gold_tags=True)(nlp))
+    assert all(t.tag_ == r.tag_ and t.tag_ for eg in tagged for t, r in zip(eg.predicted, eg.reference))
+
+
+def test_single_sentences_keep_an_entity_across_a_boundary_whole(tmp_path):
+    nlp = spacy.blank("en")
+    words = ["Anna", "lives", ".", "New", "York", "is", "big", "."]
+    doc = Doc(nlp.vocab, words=words, sent_starts=[True, False, False, True, True, False, False, False])
+    doc.ents = [Span(doc, 0, 1, "PER"), Span(doc, 3, 5, "LOC")]  # a boundary inside "New York"
+    path = write_docbin(tmp_path / "train.spacy", [doc])
+    examples = list(sentences_reader(path, 1.0)(nlp))
+    assert [[t.text for t in eg.reference] for eg in examples] == [words[:3], words[3:]]
+    assert entity_texts(eg.reference for eg in examples) == [("Anna", "PER"), ("New York", "LOC")]
+
+
+def test_single_sentences_share_must_be_a_probability():
+    for share in (-0.1, 1.5):
+        try:
+            registry.resolve({"a": {"@augmenters": "pos_ner.single_sentences.v1", "share": share}})
+        except ValueError as error:
+            assert f"share must be between 0 and 1, got {share}" in str(error)
+        else:
+            raise AssertionError(f"no error for share {share}")

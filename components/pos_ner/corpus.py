@@ -10,12 +10,18 @@ of at most `max_doc_tokens` tokens, cuts a longer sentence between tokens (never
 inside an entity), and says once what it did. Use it for the training corpus
 only: evaluation and prediction see whole documents (`max_doc_tokens = 0`).
 
+`pos_ner.single_sentences.v1` is an augmenter (spaCy's `augmenter` setting of
+a corpus) that gives a share of the training documents as their separate
+sentences, each its own Doc: a model that learns from whole documents (document
+context, windows across sentences) also sees text sent one sentence at a time.
+
 `gold_tags` copies the corpus' own TAG annotation onto the predicted Doc, so
 that the pipeline is fed gold part-of-speech tags (spaCy's tagger, with
 `overwrite = false`, keeps tags that are already set): the upper bound of what
 POS features can give, for experiments, never for a model to ship.
 """
 
+import random
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Set, Tuple
 
@@ -111,13 +117,57 @@ class BoundedCorpus:
                 )
 
     def make_example(self, nlp: Language, reference: Doc) -> Example:
-        """As spaCy's Corpus does: the predicted Doc from the pipeline's
-        tokenizer, or from the gold words where spaces are unknown."""
-        if self.gold_preproc or reference.has_unknown_spaces:
-            words = [token.text for token in reference]
-            spaces = [bool(token.whitespace_) for token in reference]
-            return Example(Doc(nlp.vocab, words=words, spaces=spaces), reference)
-        return Example(nlp.make_doc(reference.text), reference)
+        return example_from_reference(nlp, reference, self.gold_preproc)
+
+
+def example_from_reference(nlp: Language, reference: Doc, gold_preproc: bool) -> Example:
+    """As spaCy's Corpus does: the predicted Doc from the pipeline's tokenizer,
+    or from the gold words with `gold_preproc` or where spaces are unknown."""
+    if gold_preproc or reference.has_unknown_spaces:
+        words = [token.text for token in reference]
+        spaces = [bool(token.whitespace_) for token in reference]
+        return Example(Doc(nlp.vocab, words=words, spaces=spaces), reference)
+    return Example(nlp.make_doc(reference.text), reference)
+
+
+def whole_entity_sentences(doc: Doc) -> List[Tuple[int, int]]:
+    """`sentence_bounds`, with the sentences a boundary inside an entity would
+    cut merged into one."""
+    inside = {i for ent in doc.ents for i in range(ent.start + 1, ent.end)}
+    parts: List[Tuple[int, int]] = []
+    for start, end in sentence_bounds(doc):
+        if parts and start in inside:
+            parts[-1] = (parts[-1][0], end)
+        else:
+            parts.append((start, end))
+    return parts
+
+
+@registry.augmenters("pos_ner.single_sentences.v1")
+def create_single_sentences_augmenter(share: float) -> Callable[[Language, Example], Iterator[Example]]:
+    """A spaCy augmenter: each training document, with probability `share`
+    (drawn anew each epoch from Python's `random`, which spaCy seeds), is given
+    as its separate sentences, each its own Doc, instead of whole. Nothing is
+    dropped: the sentences cover the document, and a sentence boundary inside an
+    entity keeps both sentences together."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"pos_ner.single_sentences.v1: share must be between 0 and 1, got {share}")
+
+    def augment(nlp: Language, example: Example) -> Iterator[Example]:
+        reference = example.reference
+        if share == 0.0 or random.random() >= share:
+            yield example
+            return
+        bounds = whole_entity_sentences(reference)
+        if len(bounds) < 2:
+            yield example
+            return
+        # Tokens as the example has them: gold words when the corpus was read so.
+        gold_words = [t.text for t in example.predicted] == [t.text for t in reference]
+        for start, end in bounds:
+            yield example_from_reference(nlp, reference[start:end].as_doc(), gold_words)
+
+    return augment
 
 
 def copy_gold_tags(example: Example) -> None:
