@@ -2,11 +2,14 @@
 sentence boundaries, never inside an entity, and nothing is lost."""
 
 import random
+import subprocess
+import sys
 
 import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from spacy.tokens import Doc, DocBin, Span
+from spacy.training import Example
 from spacy.util import load_config, registry
 
 from pos_ner.corpus import cut_bounds
@@ -178,3 +181,20 @@ def test_single_sentences_share_must_be_a_probability():
             assert f"share must be between 0 and 1, got {share}" in str(error)
         else:
             raise AssertionError(f"no error for share {share}")
+
+
+def test_single_sentences_leave_empty_and_one_sentence_docs_whole():
+    nlp = spacy.blank("en")
+    augment = registry.resolve({"a": {"@augmenters": "pos_ner.single_sentences.v1", "share": 1.0}})["a"]
+    for words in ([], ["Anna", "sings", "."]):
+        doc = Doc(nlp.vocab, words=words, sent_starts=[i == 0 for i in range(len(words))] or None)
+        example = Example(Doc(nlp.vocab, words=words), doc)
+        assert list(augment(nlp, example)) == [example]
+
+
+def test_spacy_finds_the_augmenter_through_its_entry_point(tmp_path):
+    # No import of pos_ner: a config naming the augmenter works with plain `spacy train`.
+    code = "from spacy.util import registry; print(registry.augmenters.get('pos_ner.single_sentences.v1').__module__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "pos_ner.corpus"
