@@ -1,0 +1,79 @@
+"""benchmarks/static_vectors.py (CNN screen round 7): a spaCy vectors folder whose
+lower-cased rows are found by cased tokens after a save and load (spaCy 3.8 drops a
+table's LOWER key attribute on to_disk, pinned here too), and whose encoder rows are
+the mean of each word's word-piece embeddings."""
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy
+import pytest
+import spacy
+from spacy.attrs import LOWER
+from spacy.vectors import Vectors
+
+from conftest import ROOT, make_docs, write_docbin
+
+SCRIPT = ROOT / "benchmarks" / "static_vectors.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("static_vectors", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_spacy_drops_a_lower_keyed_tables_attr_on_save(tmp_path):
+    """Why the script keys rows by every cased form: if a spaCy release keeps the
+    attribute, this fails, and `spacy init vectors --attr LOWER` will do."""
+    nlp = spacy.blank("en")
+    nlp.vocab.vectors = Vectors(strings=nlp.vocab.strings, data=numpy.ones((1, 3), "f"), keys=["paris"], attr="LOWER")
+    assert nlp("Paris")[0].has_vector
+    nlp.to_disk(tmp_path / "saved")
+    loaded = spacy.load(tmp_path / "saved")
+    assert loaded.vocab.vectors.attr != LOWER
+    assert not loaded("Paris")[0].has_vector
+
+
+def test_rows_are_keyed_by_their_cased_forms_after_a_round_trip(tmp_path):
+    module = load_script()
+    words = ["paris", "", "mcdonald", "paris"]
+    matrix = numpy.arange(8, dtype="float32").reshape(4, 2)
+    nlp = module.build_vectors(words, matrix, {"mcdonald": {"McDonald"}}, "test.vectors")
+    nlp.to_disk(tmp_path / "v")
+    loaded = spacy.load(tmp_path / "v")
+    vectors = loaded.vocab.vectors
+    assert vectors.shape == (2, 2)  # the empty word and the repeated one are left out
+    for text, row in [("paris", 0), ("Paris", 0), ("PARIS", 0), ("McDonald", 2), ("MCDONALD", 2)]:
+        token = loaded(text)[0]
+        assert token.has_vector, text
+        numpy.testing.assert_array_equal(token.vector, matrix[row])
+    assert not loaded("Mcdonalds")[0].has_vector
+    with pytest.raises(ValueError, match="no vectors"):
+        module.build_vectors([""], matrix[:1], {}, "empty")
+
+
+@pytest.mark.slow
+def test_encoder_source_end_to_end(tiny_bert, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    docs = make_docs(5, seed=4)
+    docbin = write_docbin(tmp_path / "train.spacy", docs)
+    out = tmp_path / "vectors"
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "encoder", str(out), "--encoder", str(tiny_bert), "--docbin", str(docbin)],
+        check=True,
+    )
+    nlp = spacy.load(out)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
+    table = AutoModel.from_pretrained(str(tiny_bert)).get_input_embeddings().weight.detach().numpy()
+    name = next(t.text for d in docs for t in d if t.text.isalpha() and t.text[0].isupper())
+    ids = tokenizer(name.lower(), add_special_tokens=False)["input_ids"]
+    for form in [name, name.upper()]:
+        token = nlp.make_doc(form)[0]
+        assert token.has_vector, form
+        numpy.testing.assert_allclose(token.vector, table[ids].mean(axis=0), atol=1e-5)
+    # neither in the DocBin nor a whole piece of the encoder's vocabulary: no row
+    assert not nlp.make_doc("xq")[0].has_vector
