@@ -75,15 +75,15 @@ def build_vectors(words: List[str], matrix: numpy.ndarray, forms: Dict[str, Set[
     """A blank English pipeline whose vectors table has one row per word, keyed by the
     word, its Title and UPPER forms and its forms in `forms`."""
     nlp = spacy.blank("en")
-    seen: Set[str] = set()
-    keep = [i for i, w in enumerate(words) if w and not (w in seen or seen.add(w))]  # type: ignore[func-returns-value]
-    if not keep:
+    first: Dict[str, int] = {}
+    for index, word in enumerate(words):
+        if word:
+            first.setdefault(word, index)
+    if not first:
         raise ValueError("no vectors to write")
-    vectors = Vectors(strings=nlp.vocab.strings, shape=(len(keep), matrix.shape[1]), name=name)
+    vectors = Vectors(strings=nlp.vocab.strings, data=matrix[list(first.values())], name=name)
     taken: Set[str] = set()
-    for row, index in enumerate(keep):
-        vectors.data[row] = matrix[index]
-        word = words[index]
+    for row, word in enumerate(first):
         for key in (word, word.title(), word.upper(), *sorted(forms.get(word, ()))):
             if key not in taken:  # the first word to claim a form keeps it
                 taken.add(key)
