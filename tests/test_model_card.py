@@ -63,7 +63,11 @@ def test_model_card_says_what_the_evaluation_measured(tiny_pipeline_dir, evaluat
         package_name="ner_toy",
         version="1.2.3",
         command="python -m spacy project run all",
+        license="MIT",
+        author="The toy team",
+        url="https://example.org/ner_toy",
     )
+    assert (meta["license"], meta["author"], meta["url"]) == ("MIT", "The toy team", "https://example.org/ner_toy")
     micro = metrics["entities"]["micro"]
     assert meta["name"] == "ner_toy" and meta["version"] == "1.2.3"
     assert meta["performance"]["ents_f"] == micro["f1-score"] and meta["performance"]["tag_acc"] == metrics["tag_acc"]
@@ -84,7 +88,7 @@ def test_model_card_says_what_the_evaluation_measured(tiny_pipeline_dir, evaluat
         top = metrics["frequent_errors"][0]
         assert f"{top['error']} ({top['count']})" in notes
     assert "lowest per-token softmax probability" in notes
-    assert 'spacy.load("en_ner_toy")' in notes and "en_ner_toy-1.2.3-py3-none-any.whl" in notes
+    assert 'spacy.load("en_ner_toy")' in notes and "pip install --find-links packages/wheels en_ner_toy\n" in notes
     assert "Command: `python -m spacy project run all`" in notes
     assert "seed 0" in notes and "Token attributes embedded next to the encoder's vectors: TAG, SHAPE" in notes
 

@@ -5,6 +5,8 @@ must give the same entities as the trained pipeline directory."""
 import json
 import os
 import random
+import re
+import shlex
 import shutil
 import site
 import subprocess
@@ -12,6 +14,7 @@ import sys
 import venv
 import zipfile
 from pathlib import Path
+from typing import Dict, Iterator, List, Set, Tuple
 
 import pytest
 import spacy
@@ -68,7 +71,7 @@ TOY_SCHEDULE = (
 def copy_project(destination: Path) -> Path:
     """What a user's checkout of the project holds besides the installed package."""
     destination.mkdir()
-    for name in ["project.yml", "configs", "components", "benchmarks"]:
+    for name in ["project.yml", "configs", "components", "benchmarks", "setup.cfg", "pyproject.toml", "README.md"]:
         source = ROOT / name
         copy = shutil.copytree if source.is_dir() else shutil.copy
         copy(
@@ -176,29 +179,92 @@ def test_cnn_preset_runs_through_the_project_with_one_variable(project):
     assert (project / "training/pos_ner/model-best/ner/model").read_bytes() == default_model
 
 
-@pytest.mark.slow
-def test_wheel_installs_and_loads_offline(project, tmp_path):
-    """The model wheel holds no code: it requires spacy-pos-ner, whose own wheel
-    is installed beside it (both --no-deps, nothing from the checkout)."""
-    wheels = list((project / "packages").glob(f"{PACKAGE}-*/dist/{PACKAGE}-*.whl"))
-    assert len(wheels) == 1, wheels
-    meta = json.loads(next((project / "packages").glob(f"{PACKAGE}-*/meta.json")).read_text())
-    assert any(req.startswith("spacy-pos-ner>=") for req in meta["requirements"]), meta["requirements"]
-    python = fresh_venv(tmp_path / "venv")
-    component = build_component_wheel(tmp_path / "wheels")
-    run([str(python), "-m", "pip", "install", "--no-index", "--no-deps", str(component), str(wheels[0])])
-    script = PREDICT.format(package=PACKAGE)
-    env = {**OFFLINE, "PATH": str(python.parent)}
-    out = json.loads(run([str(python), "-c", script, json.dumps(TEXTS)], cwd=tmp_path, env=env))
-    assert out["pipeline"] == ["transformer", "tagger", "ner"]
-    assert "ents_f" in out["performance"] and "tag_acc" in out["performance"]
-    assert str(tmp_path / "venv") in out["component_file"], "the component code must come from the wheel"
-    assert not list((tmp_path / "venv").rglob(f"{PACKAGE}*/pos_ner*")), "the model wheel must not bundle the code"
+CLOSURE = """
+import json, sys
+from importlib.metadata import distributions, distribution
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+def closure(name, seen):
+    key = canonicalize_name(name)
+    if key not in seen:
+        seen.add(key)
+        for line in distribution(name).requires or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                closure(requirement.name, seen)
+    return seen
+
+installed = {canonicalize_name(d.metadata["Name"]) for d in distributions()} - {"pip"}
+print(json.dumps({"installed": sorted(installed), "spacy_transformers": sorted(closure("spacy-transformers", set()))}))
+"""
+LOADED = """
+import json, sys, spacy
+nlp = spacy.load("{package}")
+nlp("Anna Berg lives in Paris .")
+print(json.dumps(sorted(sys.modules)))
+"""
+# Each command that needs an extra, with arguments it accepts, and the extra it must name.
+NEEDS_AN_EXTRA = [
+    (["serve", PACKAGE], "serve"),
+    (["export-onnx", PACKAGE, "export"], "onnx"),
+    (["onnx-parity", PACKAGE, "export", "test.spacy", "--output", "parity.json"], "onnx"),
+    (["annotate", PACKAGE, "in.jsonl", "out.jsonl"], "batch"),
+    (["grid", "config.cfg", "grid.yml"], "grid"),
+    (["evaluate", PACKAGE, "test.spacy", "--output", "test.json"], "evaluate"),
+    (["compare", "compare.yml", "--transformer", "encoder"], "evaluate"),
+]
+
+
+@pytest.mark.slow
+def test_card_command_installs_the_model_in_a_bare_virtualenv(project, tmp_path):
+    """What the model card's "Use" section says, run from the project folder in a
+    virtualenv without system site-packages (torch installed first, as an
+    application picks its own build; everything else from the package index): the
+    install is spacy-transformers' closure plus the model and spacy-pos-ner, the
+    model loads by name with the trained pipeline's entities, loading imports no
+    extra, and each command that needs an extra names it and exits 1."""
+    meta = json.loads(next((project / "packages").glob(f"{PACKAGE}-*/meta.json")).read_text())
+    assert (meta["license"], meta["author"]) == ("MIT", "spacy-pos-ner contributors")
+    command = re.search(r"```bash\n(pip install [^\n]+)\n```", meta["notes"]).group(1)
+    assert command == f"pip install --find-links packages/wheels {PACKAGE}"
+    assert sorted(p.name for p in (project / "packages" / "wheels").iterdir()) == [
+        f"{PACKAGE}-0.1.0-py3-none-any.whl",
+        "spacy_pos_ner-0.1.0-py3-none-any.whl",
+    ]
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    run([python, "-m", "pip", "install", "--quiet", "torch==2.13.0"])
+    run([python, "-m", *shlex.split(command)], cwd=project)
+
+    packages = json.loads(run([python, "-c", CLOSURE]))
+    assert set(packages["installed"]) - set(packages["spacy_transformers"]) == {"en-ner-pos-conll", "spacy-pos-ner"}
+
+    env = {**os.environ, **OFFLINE}
+    out = json.loads(run([python, "-c", PREDICT.format(package=PACKAGE), json.dumps(TEXTS)], cwd=tmp_path, env=env))
+    assert out["pipeline"] == ["transformer", "tagger", "ner"]
+    assert str(tmp_path / "venv") in out["component_file"], "the component code must come from its wheel"
     trained = spacy.load(project / "training/pos_ner/model-best")
     expected = [[[e.start, e.end, e.label_, round(e._.confidence, 4)] for e in d.ents] for d in trained.pipe(TEXTS)]
     assert out["ents"] == expected
     assert any(expected), "the trained toy pipeline should find some entities"
+    modules = json.loads(run([python, "-c", LOADED.format(package=PACKAGE)], cwd=tmp_path, env=env))
+    assert "pos_ner.pipeline_component" in modules
+    assert not [name for name in modules if name.startswith(("pos_ner.onnx.", "pos_ner.serving", "pos_ner.batch"))]
+
+    shutil.copy(project / "corpus" / "test.spacy", tmp_path / "test.spacy")
+    shutil.copy(project / "configs" / "pos_ner.cfg", tmp_path / "config.cfg")
+    (tmp_path / "in.jsonl").write_text('{"text": "Anna Berg lives in Paris ."}\n')
+    (tmp_path / "grid.yml").write_text("{}\n")
+    (tmp_path / "compare.yml").write_text("{}\n")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "encoder").mkdir()
+    for args, extra in [*NEEDS_AN_EXTRA, (["predict", "export", "in.jsonl", "out.jsonl", "--backend", "onnx"], "onnx")]:
+        result = subprocess.run([python, "-m", "pos_ner", *args], capture_output=True, text=True, cwd=tmp_path, env=env)
+        who = "pos-ner: --backend onnx" if "--backend" in args else f"pos-ner {args[0]}"
+        line = f'{who}: needs the {extra!r} extra: pip install "spacy-pos-ner[{extra}]"\n'
+        assert (result.returncode, result.stderr) == (1, line), (args, result.stderr[-2000:])
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "test.json").exists()
 
 
 @pytest.mark.slow
@@ -245,11 +311,122 @@ print(sum(len(doc.ents) for doc in nlp.pipe(["Anna Berg lives in Paris .", "Tom 
     assert int(n_ents) > 0
 
 
-def test_readme_documents_the_current_project():
-    """The section `spacy project document` writes must match project.yml."""
+# The README and the documentation pages under docs/: what they show must exist.
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+GENERATED_DOCS = re.compile(r"<!-- WEASEL: AUTO-GENERATED DOCS START.*?AUTO-GENERATED DOCS END[^>]*-->", re.S)
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*")  # NAME, SYSTEM, ... stand for a value in the text
+SHELL_SEPARATORS = re.compile(r"&&|\|\||;|(?<!\\)\|")
+
+
+def test_docs_project_page_documents_the_current_project():
+    """docs/project.md holds the section `spacy project document` writes from
+    today's project.yml (generated here, so every change to project.yml counts)."""
     generated = run([sys.executable, "-m", "spacy", "project", "document", str(ROOT)])
     start = generated.index("<!-- WEASEL: AUTO-GENERATED DOCS START")
-    assert generated[start:].strip() in (ROOT / "README.md").read_text(encoding="utf8")
+    assert generated[start:].strip() in (ROOT / "docs" / "project.md").read_text(encoding="utf8")
+
+
+def shown_commands(page: Path) -> List[List[str]]:
+    """The shell commands a page shows, as argument lists: each line of its fenced
+    code blocks (backslash continuations joined) and each inline code span, cut at
+    `&&`, `||`, `;`, `|` and comments; the generated project section left out."""
+    text = GENERATED_DOCS.sub("", page.read_text(encoding="utf8"))
+    snippets: List[str] = []
+    for block in FENCE.findall(text):
+        snippets += block.replace("\\\n", " ").splitlines()
+    snippets += [span.replace("\n", " ") for span in re.findall(r"`([^`]+)`", FENCE.sub("", text))]
+    commands = []
+    for snippet in snippets:
+        for part in SHELL_SEPARATORS.split(re.sub(r"(^|\s)#\s.*", "", snippet)):
+            try:
+                commands.append(shlex.split(part))
+            except ValueError:  # not shell (Python, JSON): its words still name commands
+                commands.append(part.split())
+    return commands
+
+
+def pos_ner_invocations(words: List[str]) -> Iterator[Tuple[str, List[str]]]:
+    """(sub-command, its options) for each `pos-ner SUB` / `python -m pos_ner SUB` in words."""
+    for i, word in enumerate(words):
+        if word == "pos-ner" or (word == "pos_ner" and i and words[i - 1] == "-m"):
+            rest = words[i + 1 :]
+            if rest and re.fullmatch(r"[a-z][a-z0-9-]*", rest[0]):
+                end = next((j for j, w in enumerate(rest) if w in ("python", "pos-ner")), len(rest))
+                yield rest[0], [w.split("=")[0] for w in rest[1:end] if w.startswith("--")]
+
+
+def test_every_command_the_readme_and_docs_show_exists():
+    """Every `pos-ner` sub-command and option, `spacy project run` command or
+    workflow, `--vars.*` variable and repository path that README.md or a page of
+    docs/ shows must exist today."""
+    import srsly
+    import typer
+
+    from pos_ner.cli import app
+
+    cli = typer.main.get_command(app)
+    project = srsly.read_yaml(ROOT / "project.yml")
+    runnable = {command["name"] for command in project["commands"]} | set(project["workflows"])
+    problems, seen = [], {"pos-ner": 0, "project run": 0}
+    for page in DOC_PAGES:
+        name = page.relative_to(ROOT)
+        for words in shown_commands(page):
+            for sub, options in pos_ner_invocations(words):
+                seen["pos-ner"] += 1
+                command = cli.commands.get(sub)
+                if command is None:
+                    problems.append(f"{name}: pos-ner {sub}: no such command")
+                    continue
+                known = {"--help"} | {opt for param in command.params for opt in param.opts + param.secondary_opts}
+                extra_args = command.context_settings.get("allow_extra_args", False)
+                for option in options:
+                    if option not in known and not ("." in option and extra_args):
+                        problems.append(f"{name}: pos-ner {sub} {option}: no such option")
+            for i in range(len(words) - 2):
+                if words[i : i + 2] == ["project", "run"] and re.fullmatch(r"[a-z][a-z0-9-]*", words[i + 2]):
+                    seen["project run"] += 1
+                    if words[i + 2] not in runnable:
+                        problems.append(f"{name}: spacy project run {words[i + 2]}: not in project.yml")
+        text = GENERATED_DOCS.sub("", page.read_text(encoding="utf8"))
+        for variable in re.findall(r"--vars\.([\w-]+)", text):
+            if variable not in project["vars"] and not PLACEHOLDER.fullmatch(variable):
+                problems.append(f"{name}: --vars.{variable}: not a project variable")
+        for path in re.findall(r"(?<![\w/.-])((?:\.ci|benchmarks|components|configs|docs|tests)/[\w./-]*\w)", text):
+            if not (ROOT / path).exists():
+                problems.append(f"{name}: {path}: no such file")
+    assert not problems, "\n".join(problems)
+    assert seen["pos-ner"] > 20 and seen["project run"] > 10, seen  # the parsing still finds the commands
+
+
+def heading_anchors(page: Path) -> Set[str]:
+    """The anchors GitHub gives the headings of a Markdown page (code blocks skipped)."""
+    anchors: Set[str] = set()
+    counts: Dict[str, int] = {}
+    for heading in re.findall(r"^#+ +(.+?) *$", FENCE.sub("", page.read_text(encoding="utf8")), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchors.add(f"{slug}-{counts[slug]}" if slug in counts else slug)
+        counts[slug] = counts.get(slug, 0) + 1
+    return anchors
+
+
+def test_readme_and_docs_links_resolve():
+    """Every relative link and image of README.md and docs/*.md points to a file of
+    the repository, and every #anchor to a heading of its page (RESULTS.md's
+    sections, the docs pages' own)."""
+    problems = []
+    for page in DOC_PAGES:
+        text = FENCE.sub("", GENERATED_DOCS.sub("", page.read_text(encoding="utf8")))
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                problems.append(f"{page.relative_to(ROOT)}: {target}: no such file")
+            elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
+                problems.append(f"{page.relative_to(ROOT)}: {target}: no such heading")
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"vars.dev": ""}, {"vars.train": "a.jsonl", "vars.test": "b.jsonl"}])

@@ -114,13 +114,20 @@ def model_card_meta(
     data_url: Optional[str] = None,
     data_license: Optional[str] = None,
     license: Optional[str] = None,
+    author: Optional[str] = None,
+    email: Optional[str] = None,
+    url: Optional[str] = None,
+    wheels: str = "packages/wheels",
     package_name: Optional[str] = None,
     version: Optional[str] = None,
     training_log: Optional[List[Dict[str, Any]]] = None,
     command: Optional[str] = None,
     date: Optional[datetime.date] = None,
 ) -> Dict[str, Any]:
-    """meta.json for `spacy package --meta-path`, with the card in `notes`."""
+    """meta.json for `spacy package --meta-path`, with the card in `notes`.
+    `license`, `author`, `email` and `url` go to meta.json's fields of those names
+    (spaCy writes them into the package's metadata); `wheels` is the folder the
+    card's install command finds this model's wheel and spacy-pos-ner's in."""
     meta = json.loads((model_dir / "meta.json").read_text(encoding="utf8"))
     config = load_config(model_dir / "config.cfg", interpolate=True)
     if package_name:
@@ -141,8 +148,9 @@ def model_card_meta(
         f"vectors. Trained on {data_name}."
     )
     meta["sources"] = sources
-    if license:
-        meta["license"] = license
+    for key, value in (("license", license), ("author", author), ("email", email), ("url", url)):
+        if value:
+            meta[key] = value
     micro = entities["micro"]
     meta["performance"] = {
         "ents_f": micro["f1-score"],
@@ -185,8 +193,11 @@ def model_card_meta(
         "",
         "### Use",
         "",
+        f"`{wheels}/` holds this model's wheel and the wheel of spacy-pos-ner, the component's code; "
+        "the rest (spaCy, spacy-transformers, torch) comes from the package index:",
+        "",
         "```bash",
-        f"pip install {full_name}-{meta['version']}-py3-none-any.whl   # also installs spacy-pos-ner",
+        f"pip install --find-links {wheels} {full_name}",
         "```",
         "",
         "```python",

@@ -3,6 +3,7 @@ so that every failure ends in one line on stderr and a non-zero exit status:
 `fail`, `load_pipeline`, `read_docbin`, `check_outputs`. Each sub-command lives
 in its own module."""
 
+import importlib.util
 import os
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +48,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+# The extras of spacy-pos-ner (setup.cfg) and the modules each brings that its commands import.
+EXTRAS = {
+    "evaluate": ("seqeval", "matplotlib", "sklearn"),
+    "serve": ("fastapi", "uvicorn", "prometheus_client"),
+    "onnx": ("onnx", "onnxruntime", "onnxscript"),
+    "batch": ("ray", "pyarrow", "pandas"),
+    "grid": ("optuna",),
+    "experiments": ("accelerate",),
+}
 # For commands that pass `--section.key value` options on to a spaCy config.
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -55,6 +65,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error to stderr and exit with `code`."""
     typer.echo(message, err=True)
     raise typer.Exit(code)
+
+
+def require_extras(command: str, *extras: str) -> None:
+    """Exit 1 with `COMMAND: needs the 'EXTRA' extra: pip install ...` for the
+    first of `extras` whose modules are not installed (looked up, not imported)."""
+    for extra in extras:
+        if any(importlib.util.find_spec(module) is None for module in EXTRAS[extra]):
+            fail(f'{command}: needs the {extra!r} extra: pip install "spacy-pos-ner[{extra}]"')
 
 
 def one_line(text: object, limit: int = MAX_REASON) -> str:
@@ -153,7 +171,9 @@ def load_pipeline(model: str, backend: Backend = Backend.pytorch, **kwargs: Any)
     pipeline), or the one line `MODEL: cannot load the pipeline: <reason>` and
     exit status 1 (a missing model, a folder that is no pipeline, a truncated
     or corrupt model file, an invalid config). For every command that takes a
-    MODEL argument, serve included."""
+    MODEL argument, serve included. The ONNX backends need the `onnx` extra."""
+    if Backend(backend).is_onnx:
+        require_extras(f"pos-ner: --backend {Backend(backend).value}", "onnx")
     try:
         return load(model, backend, **kwargs)
     except Exception as error:

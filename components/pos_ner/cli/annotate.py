@@ -38,7 +38,7 @@ from ..batch import (
 )
 from ..io.files import atomic_file, check_output
 from ..io.records import default_rejects_path, dumps, reject_entry
-from ._util import app, fail, load_reason, model_location, require_file
+from ._util import app, fail, load_reason, model_location, require_extras, require_file
 
 # Rejects shown on stderr; the rest are only in the rejects file.
 SHOWN_REJECTS = 20
@@ -152,6 +152,7 @@ def annotate_cli(
     per good record: its id and "entities" (start_char, end_char, text, label,
     confidence, as `pos-ner predict` and the HTTP API give them), in input
     order. Runs on Ray Data: a pool of --actors actors, each loading MODEL once."""
+    require_extras("pos-ner annotate", "batch", *(["onnx"] if backend.is_onnx else []))
     require_file(input_path, "JSONL or Parquet file", 2)
     if fmt == Format.auto:
         fmt = format_of(input_path) or fail(

@@ -3,7 +3,7 @@ from typing import List, Optional
 
 import typer
 
-from ._util import app, check_outputs, fail
+from ._util import app, check_outputs, fail, require_extras
 
 
 @app.command("compare")
@@ -38,6 +38,7 @@ def compare_cli(
     """Train, score and tabulate every system of DEFINITION_PATH; resumable.
     OUTPUT and its .md table are checked against the inputs before any
     training and written atomically at the end."""
+    require_extras("pos-ner compare", "evaluate", "experiments")
     from ..experiments.compare import DefinitionError, compare, markdown_path
 
     table = markdown_path(output)

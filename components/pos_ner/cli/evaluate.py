@@ -7,7 +7,17 @@ import typer
 
 from ..backends import BACKEND_HELP, Backend
 from ..io.files import write_text
-from ._util import app, check_outputs, fail, load_pipeline, model_location, one_line, read_docbin, require_file
+from ._util import (
+    app,
+    check_outputs,
+    fail,
+    load_pipeline,
+    model_location,
+    one_line,
+    read_docbin,
+    require_extras,
+    require_file,
+)
 
 REPORT = "report.md"
 CONFUSION = "confusion.png"
@@ -53,6 +63,7 @@ def evaluate_cli(
     Every output is checked against the inputs before the model is loaded and
     written atomically after all of them are computed, so a failed run leaves
     earlier results as they were."""
+    require_extras("pos-ner evaluate", "evaluate")
     if training_log is not None and report_dir is None:
         raise typer.BadParameter("needs --report-dir", param_hint="--training-log")
     require_file(data_path, "DocBin (.spacy) file")

@@ -3,7 +3,7 @@ from pathlib import Path
 import typer
 
 from ..io.files import atomic_dir, check_output
-from ._util import app, fail, load_pipeline, model_location
+from ._util import app, fail, load_pipeline, model_location, require_extras
 
 
 @app.command("export-onnx")
@@ -18,6 +18,7 @@ def export_onnx_cli(
     The export is built in a temporary folder beside OUTPUT_DIR and replaces
     it only when complete, so a failed or interrupted export leaves an
     earlier export intact. OUTPUT_DIR may not be, hold or lie inside MODEL."""
+    require_extras("pos-ner export-onnx", "onnx")
     check_output(output_dir, [model_location(model)], is_dir=True)
     nlp = load_pipeline(model)
     from ..onnx.export import export

@@ -4,7 +4,7 @@ from typing import Optional
 import typer
 
 from ..io.files import check_output
-from ._util import OVERRIDES, app, check_outputs, fail, parse_overrides
+from ._util import OVERRIDES, app, check_outputs, fail, parse_overrides, require_extras
 
 
 @app.command("grid", context_settings=OVERRIDES)
@@ -21,6 +21,7 @@ def grid_cli(
     --paths.dev) apply to every point. Resumable: run the same command again.
     The result files are checked against the inputs before any training and
     replaced atomically after each point."""
+    require_extras("pos-ner grid", "grid", "evaluate")
     from ..experiments.grid import BEST_CFG, RESULTS_CSV, RESULTS_MD, run_grid
     from ..experiments.runner import RunFailed
 

@@ -19,6 +19,12 @@ def model_card_cli(
     data_url: Optional[str] = typer.Option(None, "--data-url"),
     data_license: Optional[str] = typer.Option(None, "--data-license", help="The training data's terms, in words"),
     license: Optional[str] = typer.Option(None, "--license", help="The model's licence (meta.json `license`)"),
+    author: Optional[str] = typer.Option(None, "--author", help="meta.json `author`"),
+    email: Optional[str] = typer.Option(None, "--email", help="meta.json `email`"),
+    url: Optional[str] = typer.Option(None, "--url", help="meta.json `url`"),
+    wheels: str = typer.Option(
+        "packages/wheels", "--wheels", help="The folder of the model's and spacy-pos-ner's wheels, for the card"
+    ),
     name: Optional[str] = typer.Option(None, "--name", help="Package name (as `spacy package --name`)"),
     version: Optional[str] = typer.Option(None, "--version", help="Package version (as `spacy package --version`)"),
     training_log: Optional[Path] = typer.Option(None, "--training-log", dir_okay=False, help="spaCy's JSONL log"),
@@ -34,7 +40,7 @@ def model_card_cli(
     if training_log is not None:
         require_file(training_log, "training log")
     check_outputs([output_path], [model, metrics_path, training_log])
-    from ..evaluation.plots import read_training_log
+    from ..evaluation.log import read_training_log
     from ..model_card import model_card_meta
 
     try:
@@ -55,6 +61,10 @@ def model_card_cli(
         data_url=data_url,
         data_license=data_license,
         license=license,
+        author=author,
+        email=email,
+        url=url,
+        wheels=wheels,
         package_name=name,
         version=version,
         training_log=log,

@@ -5,7 +5,18 @@ from typing import Optional
 import typer
 
 from ..io.files import write_text
-from ._util import app, check_outputs, debug, fail, load_pipeline, model_location, one_line, read_docbin, require_file
+from ._util import (
+    app,
+    check_outputs,
+    debug,
+    fail,
+    load_pipeline,
+    model_location,
+    one_line,
+    read_docbin,
+    require_extras,
+    require_file,
+)
 
 
 def check_export(onnx_dir: Path, model: str) -> None:
@@ -39,6 +50,7 @@ def onnx_parity_cli(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N documents"),
 ) -> None:
     """Compare the ONNX export in ONNX_DIR with MODEL on DATA_PATH's gold tokens."""
+    require_extras("pos-ner onnx-parity", "onnx", "evaluate")
     check_export(onnx_dir, model)
     require_file(data_path, "DocBin (.spacy) file")
     check_outputs([output_path], [model_location(model), onnx_dir, data_path])

@@ -1,7 +1,7 @@
 import typer
 
 from ..backends import BACKEND_HELP, Backend
-from ._util import app, load_pipeline
+from ._util import app, load_pipeline, require_extras
 
 
 @app.command("serve")
@@ -38,6 +38,7 @@ def serve_cli(
     ),
 ) -> None:
     """Serve MODEL's entities over HTTP."""
+    require_extras("pos-ner serve", "serve")
     from ..serving import create_app, log_config, logger, make_server
 
     nlp = load_pipeline(model, backend)

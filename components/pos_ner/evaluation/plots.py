@@ -7,12 +7,12 @@ from typing import Dict, List, Union
 
 import matplotlib
 import numpy
-import srsly
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from ..io.files import atomic_file
+from .log import read_training_log
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -73,12 +73,6 @@ def save(fig: Figure, path: Path) -> None:
             fig.savefig(file, format="png", dpi=120)
     finally:
         plt.close(fig)
-
-
-def read_training_log(path: Path) -> List[Dict]:
-    """The log's records: {"epoch", "step", "losses": {component: loss}, "scores": {name: %}, "score"},
-    one per evaluation; a loss is the sum since the previous evaluation."""
-    return [record for record in srsly.read_jsonl(path) if "step" in record]
 
 
 def plot_training(log: Union[Path, List[Dict]], path: Path) -> None:

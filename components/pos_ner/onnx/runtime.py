@@ -31,6 +31,7 @@ from spacy.util import minibatch
 from spacy.vocab import Vocab, create_vocab
 from thinc.api import NumpyOps
 
+from .. import onnx_component  # noqa: F401  (registers the pos_ner_onnx factory onnx_pipeline adds)
 from ..decoding import tag_names
 from ..layers.length_groups import length_groups
 from ..pipeline_component import install_extensions, set_entities
@@ -231,19 +232,6 @@ class OnnxNerPipe:
     def pipe(self, docs: Iterable[Doc], batch_size: int = 32) -> Iterator[Doc]:
         for batch in minibatch(docs, size=batch_size):
             yield from self.ner.annotate(list(batch))
-
-
-@Language.factory(
-    "pos_ner_onnx",
-    assigns=["token.tag", "doc.ents", "span._.confidence"],
-    default_config={"path": "", "quantized": False, "threads": 0, "memory_arena": True, "memory_pattern": False},
-)
-def make_onnx_pipe(
-    nlp: Language, name: str, path: str, quantized: bool, threads: int, memory_arena: bool, memory_pattern: bool
-) -> OnnxNerPipe:
-    """The component of `onnx_pipeline`; `path` is the folder `pos-ner export-onnx` wrote."""
-    ner = OnnxNer(path, quantized, threads, vocab=nlp.vocab, memory_arena=memory_arena, memory_pattern=memory_pattern)
-    return OnnxNerPipe(ner, name)
 
 
 def onnx_pipeline(
