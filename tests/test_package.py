@@ -88,41 +88,186 @@ def test_no_code_reaches_the_package_through_sys_path_or_code_files():
     assert found.returncode == 1 and not found.stdout, found.stdout
 
 
-MODEL_CODE = [
-    "architectures.py",
-    "layers/concat_per_doc.py",
-    "pipeline_component.py",
-    "decoding.py",
-    "span_getters.py",
-    "windows.py",
+# The entry-point groups through which spaCy and thinc import the package's modules when a
+# config names their factories, architectures, readers, span getters, callbacks, schedules, optimizers.
+ENTRY_POINT_GROUPS = [
+    "spacy_factories",
+    "spacy_architectures",
+    "spacy_span_getters",
+    "spacy_readers",
+    "spacy_augmenters",
+    "spacy_callbacks",
+    "thinc_schedules",
+    "thinc_optimizers",
 ]
+PACKAGE = ROOT / "components" / "pos_ner"
+BENCHMARKS = ROOT / "benchmarks"
 
 
-def test_project_commands_list_the_code_they_run():
-    """So that a changed component re-runs the steps it affects: each command
-    that calls `python -m pos_ner X` depends on cli/X.py, each command that loads
-    or trains a pipeline on the model's code, and every listed code file exists."""
+def package_module(parts):
+    """The file of module pos_ner.<parts> (a package: its __init__.py), or None."""
+    base = PACKAGE.joinpath(*parts)
+    return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
+
+
+def imported_modules(path):
+    """The files of the pos_ner modules (and, for a benchmark script, the sibling scripts)
+    that `path` imports: relative and absolute `pos_ner` imports, inside functions too, the
+    submodules `from X import name` names, except under `if TYPE_CHECKING:`."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf8"))
+    unrun = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            unrun.update(id(sub) for stmt in node.body for sub in ast.walk(stmt))
+    in_package = path.is_relative_to(PACKAGE)
+    package = list(path.relative_to(PACKAGE).parts[:-1]) if in_package else []
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in unrun:
+            continue
+        if isinstance(node, ast.Import):
+            imports = [(alias.name.split("."), []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            assert in_package and node.level - 1 <= len(package), f"{path}: {ast.unparse(node)}"
+            base = package[: len(package) - node.level + 1]
+            imports = [(["pos_ner", *base, *(node.module.split(".") if node.module else [])], node.names)]
+        elif isinstance(node, ast.ImportFrom):
+            imports = [(node.module.split("."), node.names)]
+        else:
+            continue
+        for module, names in imports:
+            if module[0] == "pos_ner":
+                files = [package_module(module[1:])] + [package_module([*module[1:], a.name]) for a in names]
+                assert files[0], f"{path}: {ast.unparse(node)}: no such module"
+                found.update(file for file in files if file)
+            elif not in_package and len(module) == 1 and (BENCHMARKS / f"{module[0]}.py").is_file():
+                found.add(BENCHMARKS / f"{module[0]}.py")  # a script's folder is on its sys.path
+    return found
+
+
+def import_closure(roots):
+    """{file: the file that first imported it} for roots and everything they import, transitively."""
+    importer = {root: None for root in roots}
+    todo = list(roots)
+    while todo:
+        path = todo.pop()
+        for module in sorted(imported_modules(path) - importer.keys()):
+            importer[module] = path
+            todo.append(module)
+    return importer
+
+
+def entry_point_modules():
+    """The files of the modules setup.cfg registers in ENTRY_POINT_GROUPS."""
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg", encoding="utf8")
+    entry_points = setup["options.entry_points"]
+    modules = set()
+    for group in ENTRY_POINT_GROUPS:
+        for line in entry_points.get(group, "").strip().splitlines():
+            module = line.split("=", 1)[1].strip().split(":")[0].split(".")
+            assert module[0] == "pos_ner" and package_module(module[1:]), f"setup.cfg: {group}: {line}"
+            modules.add(package_module(module[1:]))
+    return modules
+
+
+def project_commands():
+    """project.yml's commands with the default variables substituted."""
+    import srsly
+    from weasel.util.config import substitute_project_variables
+
+    return substitute_project_variables(srsly.read_yaml(ROOT / "project.yml"))["commands"]
+
+
+def command_code(command):
+    """{module file: its importer} that a command runs: for each `python -m pos_ner X` cli/X.py,
+    for each `python benchmarks/Y.py` that script, for `pos_ner compare DEFINITION` the scripts
+    DEFINITION's systems run, each with what it imports; and for a command that loads or trains a
+    pipeline (its deps name a model-best or a configs/*.cfg, or it trains) the modules of setup.cfg's
+    entry points, with what they import."""
     import re
 
     import srsly
 
-    commands = srsly.read_yaml(ROOT / "project.yml")["commands"]
-    for command in commands:
-        deps = command.get("deps", [])
-        for line in command["script"]:
-            for name in re.findall(r"python -m pos_ner (\S+)", line):
-                assert f"components/pos_ner/cli/{name.replace('-', '_')}.py" in deps, command["name"]
-        if any(re.search(r"python -m pos_ner (train|grid|compare)", line) for line in command["script"]) or any(
-            "model-best" in dep for dep in deps
-        ):
-            assert all(f"components/pos_ner/{code}" in deps for code in MODEL_CODE), command["name"]
-        if any(re.search(r"python -m pos_ner (train|grid|compare)", line) for line in command["script"]):
-            # the training corpus reader and the learning-rate schedule
-            assert "components/pos_ner/corpus.py" in deps, command["name"]
-            assert "components/pos_ner/schedules.py" in deps, command["name"]
+    script = " ".join(command["script"])
+    roots = set()
+    for name in re.findall(r"python -m pos_ner (\S+)", script):
+        roots.add(PACKAGE / "cli" / f"{name.replace('-', '_')}.py")
+    for name in re.findall(r"python (benchmarks/\S+\.py)", script):
+        roots.add(ROOT / name)
+    for definition in re.findall(r"python -m pos_ner compare (\S+\.yml)", script):
+        systems = srsly.read_yaml(ROOT / definition)["systems"].values()
+        roots.update(ROOT / system["script"] for system in systems if "script" in system)
+    for root in roots:
+        assert root.is_file(), f"{command['name']}: {root.relative_to(ROOT)} does not exist"
+    if loads_a_pipeline(command):
+        roots |= entry_point_modules()
+    return import_closure(roots)
+
+
+def loads_a_pipeline(command):
+    """Whether a command loads or trains a pipeline: it trains, or its deps name a model-best or a
+    configs/*.cfg (whose factories and architectures spaCy finds through setup.cfg's entry points)."""
+    import re
+
+    trains = re.search(r"python -m pos_ner (train|grid|compare)\b", " ".join(command["script"]))
+    return bool(trains) or any(
+        "model-best" in dep or re.fullmatch(r"configs/.+\.cfg", dep) for dep in command.get("deps", [])
+    )
+
+
+def test_project_commands_list_the_code_they_run():
+    """So that a changed component re-runs the steps it affects: each module a
+    command runs (command_code, derived from the imports) is a dep of the command
+    or lies in a folder that is (weasel hashes a folder's files), a command that
+    loads or trains a pipeline depends on setup.cfg (its entry points), and every
+    dep under components/ or benchmarks/ exists."""
+    from pathlib import PurePosixPath
+
+    missing, checked, entry_points = [], {}, entry_point_modules()
+    for command in project_commands():
+        deps = [PurePosixPath(dep) for dep in command.get("deps", [])]
+        code = command_code(command)
+        checked[command["name"]] = {path.relative_to(ROOT).as_posix() for path in code}
+        for module, importer in sorted(code.items()):
+            path = PurePosixPath(module.relative_to(ROOT).as_posix())
+            if not any(dep == path or dep in path.parents for dep in deps):
+                via = f" (imported by {importer.relative_to(ROOT).as_posix()})" if importer else ""
+                via = " (an entry point in setup.cfg)" if not importer and module in entry_points else via
+                missing.append(f"{command['name']}: {path}{via}")
+        if loads_a_pipeline(command) and PurePosixPath("setup.cfg") not in deps:
+            missing.append(f"{command['name']}: setup.cfg (the entry points of the pipeline it loads)")
         for dep in deps:
-            if dep.startswith(("components/", "benchmarks/")):
-                assert (ROOT / dep).is_file(), f"{command['name']}: {dep}"
+            if dep.parts[0] in ("components", "benchmarks") and not (ROOT / dep).exists():
+                missing.append(f"{command['name']}: lists {dep}, which does not exist")
+    assert not missing, "project.yml: code that commands run and their deps miss:\n" + "\n".join(missing)
+    # the derivation itself: what the CNN preset turns on, the optimizer, the service, the HF baseline
+    pkg = "components/pos_ner/"
+    assert {f"{pkg}{module}" for module in ("layers/transitions.py", "layers/length_groups.py", "optimizers.py")} <= (
+        checked["train"]
+    )
+    assert {f"{pkg}serving/app.py", f"{pkg}cli/serve.py"} <= checked["serve"]
+    assert {f"{pkg}experiments/runner.py", "benchmarks/hf_token_classification.py"} <= checked["compare-systems"]
+    assert {"benchmarks/speed.py", "benchmarks/profile_split.py"} <= checked["inference-windows"]
+    assert f"{pkg}io/conll.py" in checked["convert"] and f"{pkg}evaluation/plots.py" in checked["evaluate"]
+
+
+def test_project_states_each_code_dep_once():
+    """No command lists a dep twice or a file (or folder) that another of its
+    deps, a folder, already covers: the package's code is one dep, not a list."""
+    from pathlib import PurePosixPath
+
+    repeated = []
+    for command in project_commands():
+        deps = [PurePosixPath(dep) for dep in command.get("deps", [])]
+        for i, dep in enumerate(deps):
+            if dep in deps[:i] or any(other in dep.parents for other in deps):
+                repeated.append(f"{command['name']}: {dep}")
+    assert not repeated, "project.yml: deps already covered:\n" + "\n".join(repeated)
 
 
 # The package's floors, top to bottom; a module may import its own floor or lower ones only.

@@ -228,10 +228,9 @@ def test_card_command_installs_the_model_in_a_bare_virtualenv(project, tmp_path)
     assert (meta["license"], meta["author"]) == ("MIT", "spacy-pos-ner contributors")
     command = re.search(r"```bash\n(pip install [^\n]+)\n```", meta["notes"]).group(1)
     assert command == f"pip install --find-links packages/wheels {PACKAGE}"
-    assert sorted(p.name for p in (project / "packages" / "wheels").iterdir()) == [
-        f"{PACKAGE}-0.1.0-py3-none-any.whl",
-        "spacy_pos_ner-0.1.0-py3-none-any.whl",
-    ]
+    # (the CNN preset's test may have packaged its model into the same folder)
+    wheels = {p.name for p in (project / "packages" / "wheels").iterdir()}
+    assert {f"{PACKAGE}-0.1.0-py3-none-any.whl", "spacy_pos_ner-0.1.0-py3-none-any.whl"} <= wheels
     venv.create(tmp_path / "venv", with_pip=True)
     python = str(tmp_path / "venv" / "bin" / "python")
     run([python, "-m", "pip", "install", "--quiet", "torch==2.13.0"])

@@ -1,9 +1,8 @@
 """`pos_ner.numpy_matmul.v1`: thinc's CPU layers multiply matrices with numpy.
 
-thinc's `NumpyOps` multiplies matrices with blis, on one thread. On the
-development machine (AMD EPYC, 2 cores) numpy's OpenBLAS does the CNN's
-largest matrix product 2.9x as fast on one thread and 5.5x on two, and the
-CNN preset predicts twice as fast with it (benchmarks/RESULTS.md). thinc offers this as
+thinc's `NumpyOps` multiplies matrices with blis, on one thread; numpy's BLAS
+(OpenBLAS) can be faster and can use several threads. Whether it pays off depends
+on the CPU: see docs/presets.md, measured in benchmarks/RESULTS.md. thinc offers this as
 `NumpyOps(use_blis=False)`; spaCy has no config setting for a pipeline's ops,
 so this callback, named in `[nlp] after_pipeline_creation`, hands that ops
 object to every layer of every component that runs on plain `NumpyOps`. GPU

@@ -106,7 +106,8 @@ def wordpiece_counts(tokenizer: Any, doc: Doc) -> List[int]:
 class WordpieceCounter:
     """`wordpiece_counts` with the count of each distinct token text kept, so a
     word is tokenized once, not again in every document and every training step
-    (the per-word tokenizer call was 6 % of a served request's time; RESULTS.md).
+    (the per-word tokenizer call is a measurable share of a served request's time;
+    see benchmarks/RESULTS.md).
     The cache holds plain strings (nothing of a Doc's memory zone) and starts
     over once it holds `max_entries` texts."""
 

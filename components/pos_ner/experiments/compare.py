@@ -12,10 +12,11 @@ Each result keeps its run's recipe (config, the overrides as applied, script
 arguments, corpus files, encoder); a stored result of another recipe under the
 same name is refused, never silently reused. So definitions may share a workdir:
 a run two of them define alike (same name, seed and recipe) trains once, since
-CPU training is deterministic for a seed (the learning curve's full-size points
-are the converged comparison's runs). A stored run under another name with
-exactly a run's recipe is that run too (a screen's candidate that a preset then
-adopted): it is restored under the new name, with `same_run_as` naming it.
+CPU training is deterministic for a seed (a learning curve's full-size points
+can be a comparison's runs). A stored run under another name with exactly a
+run's recipe is that run too (a candidate of one definition that another then
+adopts under its own name): it is restored under the new name, with
+`same_run_as` naming it. See docs/experiments.md.
 Paths under the project's folder are kept relative in a recipe, so it holds on
 another checkout.
 
@@ -375,8 +376,8 @@ def lend_alike(
     """Write into `workdir` each run of the definition that has no result there and
     no stored result of its own name with its recipe, but a stored result under
     another name with exactly its recipe (the seed is part of it): the same run,
-    which CPU training makes deterministic (e.g. a screen's candidate that a preset
-    adopted). Returns {run name: where its result came from}."""
+    which CPU training makes deterministic (e.g. a candidate of one definition that
+    another adopted under its own name). Returns {run name: where its result came from}."""
     by_recipe: Dict[str, Dict] = {}
     for result in stored:
         if "recipe" in result:

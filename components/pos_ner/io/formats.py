@@ -85,8 +85,8 @@ def detect_format(path: Path, text: str) -> str:
 def blank_pipeline(lang: str) -> Language:
     """`spacy.blank(lang)`: its tokenizer splits texts without tokens, its vocab is shared by all docs.
 
-    One per language and process: building one takes a tenth of a second, and the
-    docs of successive calls (train, dev) then share one vocab too.
+    One per language and process (cached): it is built once, and the docs of
+    successive calls (train, dev) then share one vocab too.
     """
     try:
         return spacy.blank(lang)

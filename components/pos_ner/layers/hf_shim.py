@@ -12,8 +12,8 @@ This shim reads both forms, so that the whole pipeline is averaged.
 Mixed precision: thinc autocasts only on CUDA (to float16); with
 `mixed_precision = true` on the CPU it runs the encoder's forward in float32.
 This shim autocasts there to bfloat16, which CPUs with AVX512-BF16 or AMX
-multiply at about twice the float32 rate (benchmarks/RESULTS.md), and hands its
-outputs on as float32, as the layers after it expect."""
+multiply natively (see docs/speed.md), and hands its outputs on as float32, as
+the layers after it expect."""
 
 import contextlib
 import functools
@@ -57,7 +57,7 @@ class PosNerHFShim(HFShim):
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         # thinc's predict switches the encoder to eval() and back to train() around every
-        # call, two walks over all its modules (2.4 % of a served request's time; RESULTS.md).
+        # call, two walks over all its modules each time (measured in benchmarks/RESULTS.md).
         # begin_update switches to train() itself, so between predictions it stays in eval().
         if self._model.training:
             self._model.eval()
@@ -65,8 +65,8 @@ class PosNerHFShim(HFShim):
             with _quiet_cuda_autocast(self._mixed_precision), torch.no_grad():
                 with torch.autocast(device_type="cuda", enabled=self._mixed_precision):
                     return self._model(*inputs.args, **inputs.kwargs)
-        # Without autocast's cache of cast weights: under no_grad it made a sentence through
-        # bert-base slower than float32 (77.6 against 59.3 ms; 35.0 without; RESULTS.md).
+        # Without autocast's cache of cast weights: under no_grad the cache made bfloat16
+        # slower than float32 (measured in benchmarks/RESULTS.md).
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
             output = self._model(*inputs.args, **inputs.kwargs)
         return _as_float32(output)

@@ -1,18 +1,18 @@
 """Prediction of the encoder in groups of windows of similar length.
 
 spacy-transformers tokenizes all windows of a batch together and pads them to
-the longest, so each document's shorter last window costs a full one: on CoNLL's
-dev set 15 % of the positions the encoder computes are padding
-(benchmarks/RESULTS.md, profile split). `GroupedByLength` replaces the forward of
+the longest, so each document's shorter last window costs a full one (see
+docs/speed.md, "Length groups"). `GroupedByLength` replaces the forward of
 the Hugging Face wrapper layer: at prediction it sorts the windows by length and
 runs them in groups of at most `max_wordpieces` padded positions, each group
 padded only to its own longest window, and puts the outputs back in the original
 order. Real positions get the same vectors up to float rounding (tested);
 padded positions, which nothing reads, get zeros.
 
-Training keeps the single padded batch, so that a seed's training run stays the
-one measured. Outputs other than `last_hidden_state` and `pooler_output` (hidden
-states or attentions asked for in `transformer_config`) fall back to one batch.
+Training keeps the single padded batch, so that a seed trains the same model
+whatever `max_wordpieces` is. Outputs other than `last_hidden_state` and
+`pooler_output` (hidden states or attentions asked for in `transformer_config`)
+fall back to one batch.
 """
 
 from typing import TYPE_CHECKING, Any, Callable, List, Sequence, Tuple

@@ -248,7 +248,8 @@ def export(
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        # Per-channel weight scales: on the CoNLL model they keep ~97 % of the entities (per-tensor: ~92 %).
+        # Per-channel weight scales: they keep more of the fp32 model's entities than per-tensor ones
+        # (measured in benchmarks/RESULTS.md; parity: docs/onnx.md).
         quantize_dynamic(
             str(output_dir / MODEL_FILE), str(output_dir / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True
         )

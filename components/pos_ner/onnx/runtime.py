@@ -63,10 +63,9 @@ class OnnxNer:
     ):
         """`vocab`: the Vocab the tokenizer makes Docs with (default: a new one
         for the export's language). `memory_arena`: onnxruntime's CPU memory
-        arena (reused buffers: 1.2-1.3x the words/s of plain allocations on
-        MiniLM, for ~0.1 GB); `memory_pattern`: its per-shape allocation plans,
-        which add no speed there but keep ~0.9 GB more, so they are off
-        (benchmarks/RESULTS.md, "ONNX session options"). `max_batch_tokens`:
+        arena (reused buffers; on by default); `memory_pattern`: its per-shape
+        allocation plans, off by default since they hold more memory for no
+        speed (see docs/onnx.md, measured in benchmarks/RESULTS.md). `max_batch_tokens`:
         the most tokens of one graph run (documents of similar length together)."""
         from transformers import AutoTokenizer
 
