@@ -101,12 +101,21 @@ ENTRY_POINT_GROUPS = [
     "thinc_optimizers",
 ]
 PACKAGE = ROOT / "components" / "pos_ner"
-BENCHMARKS = ROOT / "benchmarks"
 
 
 def package_module(parts):
     """The file of module pos_ner.<parts> (a package: its __init__.py), or None."""
     base = PACKAGE.joinpath(*parts)
+    return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
+
+
+# The project's own code outside the package, run from the checkout's root (`python -m benchmarks.X`).
+PROJECT_PACKAGES = ("benchmarks", "scripts")
+
+
+def project_module(parts):
+    """The file of the project module <parts> (benchmarks.speed, scripts.experiments.grid), or None."""
+    base = ROOT.joinpath(*parts)
     return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
 
 
@@ -142,8 +151,12 @@ def imported_modules(path):
                 files = [package_module(module[1:])] + [package_module([*module[1:], a.name]) for a in names]
                 assert files[0], f"{path}: {ast.unparse(node)}: no such module"
                 found.update(file for file in files if file)
-            elif not in_package and len(module) == 1 and (BENCHMARKS / f"{module[0]}.py").is_file():
-                found.add(BENCHMARKS / f"{module[0]}.py")  # a script's folder is on its sys.path
+            elif module[0] in PROJECT_PACKAGES:
+                files = [project_module(module)] + [project_module([*module, a.name]) for a in names]
+                assert files[0], f"{path}: {ast.unparse(node)}: no such module"
+                found.update(file for file in files if file)
+            elif not in_package and len(module) == 1 and (path.parent / f"{module[0]}.py").is_file():
+                found.add(path.parent / f"{module[0]}.py")  # a script's folder is on its sys.path
     return found
 
 
@@ -197,8 +210,12 @@ def command_code(command):
     roots = set()
     for name in re.findall(r"python -m pos_ner (\S+)", script):
         roots.add(PACKAGE / "cli" / f"{name.replace('-', '_')}.py")
-    for name in re.findall(r"python (benchmarks/\S+\.py)", script):
+    for name in re.findall(r"python ((?:benchmarks|scripts)/\S+\.py)", script):
         roots.add(ROOT / name)
+    for name in re.findall(r"python -m ((?:benchmarks|scripts)(?:\.\w+)+)", script):
+        module = project_module(name.split("."))
+        assert module, f"{command['name']}: python -m {name}: no such module"
+        roots.add(module.parent / "__main__.py" if module.name == "__init__.py" else module)
     for definition in re.findall(r"python -m pos_ner compare (\S+\.yml)", script):
         systems = srsly.read_yaml(ROOT / definition)["systems"].values()
         roots.update(ROOT / system["script"] for system in systems if "script" in system)
@@ -242,7 +259,7 @@ def test_project_commands_list_the_code_they_run():
         if loads_a_pipeline(command) and PurePosixPath("setup.cfg") not in deps:
             missing.append(f"{command['name']}: setup.cfg (the entry points of the pipeline it loads)")
         for dep in deps:
-            if dep.parts[0] in ("components", "benchmarks") and not (ROOT / dep).exists():
+            if dep.parts[0] in ("components", *PROJECT_PACKAGES) and not (ROOT / dep).exists():
                 missing.append(f"{command['name']}: lists {dep}, which does not exist")
     assert not missing, "project.yml: code that commands run and their deps miss:\n" + "\n".join(missing)
     # the derivation itself: what the CNN preset turns on, the optimizer, the service, the HF baseline
