@@ -21,7 +21,6 @@ count of every system is compared with nlp.pipe's (same_entities). The output
 JSON holds counts and timings only, no text.
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -29,9 +28,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from types import SimpleNamespace
+from typing import Dict, List, Optional
+
+import typer
 
 ROOT = Path(__file__).resolve().parents[1]
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 # ---------------------------------------------------------------- data
@@ -197,31 +200,25 @@ def format_table(report: Dict) -> str:
     return "\n".join([head, "", *rows, "", note])
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default=str(ROOT / "training" / "pos_ner" / "model-best"))
-    p.add_argument("--data", default=str(ROOT / "corpus" / "dev.spacy"), help="a DocBin (.spacy) or a JSONL file")
-    p.add_argument("--text-field", default="text", help="the text field of a JSONL --data")
-    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "annotate_ray.json"))
-    p.add_argument("--limit-docs", type=int, default=None, help="use only the first N documents")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--actors", default="1,2", help="comma-separated actor counts to measure")
-    p.add_argument(
-        "--num-cpus", type=int, default=os.cpu_count(), help="the local Ray cluster's CPUs; nlp.pipe's threads"
-    )
-    args = p.parse_args(argv)
+@app.command(help=__doc__.split("\n\n")[0])
+def main(
+    model: str = typer.Option(str(ROOT / "training" / "pos_ner" / "model-best")),
+    data: str = typer.Option(str(ROOT / "corpus" / "dev.spacy"), help="a DocBin (.spacy) or a JSONL file"),
+    text_field: str = typer.Option("text", help="the text field of a JSONL --data"),
+    output: str = typer.Option(str(ROOT / "benchmarks" / "results" / "annotate_ray.json")),
+    limit_docs: Optional[int] = typer.Option(None, help="use only the first N documents"),
+    repeats: int = typer.Option(3),
+    batch_size: int = typer.Option(64),
+    actors: str = typer.Option("1,2", help="comma-separated actor counts to measure"),
+    num_cpus: int = typer.Option(os.cpu_count(), help="the local Ray cluster's CPUs; nlp.pipe's threads"),
+) -> Dict:
+    args = SimpleNamespace(**locals())
     try:
-        args.actors = [int(n) for n in args.actors.split(",") if n]
+        args.actors = [int(n) for n in actors.split(",") if n]
     except ValueError:
-        p.error("--actors takes numbers, e.g. 1,2")
-    if not args.actors or min(args.actors) < 1 or max(args.actors) > args.num_cpus:
-        p.error(f"--actors: from 1 to --num-cpus ({args.num_cpus}) each")
-    return args
-
-
-def main(argv=None) -> Dict:
-    args = parse_args(argv)
+        raise typer.BadParameter("takes numbers, e.g. 1,2", param_hint="--actors") from None
+    if not args.actors or min(args.actors) < 1 or max(args.actors) > num_cpus:
+        raise typer.BadParameter(f"from 1 to --num-cpus ({num_cpus}) each", param_hint="--actors")
     from spacy.util import is_package
 
     missing = [
@@ -267,7 +264,7 @@ def main(argv=None) -> Dict:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "ray": ray.__version__},
         "model": display_path(args.model),
         "data": display_path(args.data),
-        "argv": sys.argv[1:] if argv is None else list(argv),
+        "argv": sys.argv[1:],
         "repeats": args.repeats,
         "batch_size": args.batch_size,
         "num_cpus": args.num_cpus,
@@ -289,4 +286,4 @@ def main(argv=None) -> Dict:
 
 
 if __name__ == "__main__":
-    main()
+    app()

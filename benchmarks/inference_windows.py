@@ -8,12 +8,11 @@ with the project's seqeval evaluator, counts the encoder's input positions and
 times `nlp.pipe` over raw texts, the settings interleaved within each repeat so
 that the machine's drift hits them alike. Prints a table and writes JSON.
 
-    python benchmarks/inference_windows.py --model training/pos_ner/model-best \
+    python -m benchmarks.inference_windows --model training/pos_ner/model-best \
         --score corpus/dev.spacy --score corpus/test.spacy --speed corpus/dev.spacy --settings 160/120,160/140,160/160 \
         --output benchmarks/results/inference_windows.json
 """
 
-import argparse
 import json
 import os
 import platform
@@ -24,20 +23,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-# Sibling scripts: a script's own folder is first on the import path.
-from profile_split import count_padding
-from speed import load_texts
+import typer
+
+from benchmarks.profile_split import count_padding
+from benchmarks.speed import load_texts
 
 SPANS = "components.transformer.model.get_spans"
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def parse_setting(text: str) -> Tuple[int, int]:
     try:
         window, stride = (int(part) for part in text.split("/"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: a setting is WINDOW/STRIDE, e.g. 160/120") from None
+        raise ValueError(f"{text!r}: a setting is WINDOW/STRIDE, e.g. 160/120") from None
     if window < 1 or not 0 < stride <= window:
-        raise argparse.ArgumentTypeError(f"{text!r}: need window >= 1 and 0 < stride <= window")
+        raise ValueError(f"{text!r}: need window >= 1 and 0 < stride <= window")
     return window, stride
 
 
@@ -67,31 +68,33 @@ def scores(nlp, gold_docs) -> Dict:
     }
 
 
-def main(argv=None) -> Dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="A trained pipeline with pos_ner.wordpiece_windows.v1")
-    parser.add_argument(
-        "--score", type=Path, action="append", required=True, help="Gold DocBin to score each setting on (repeatable)"
-    )
-    parser.add_argument("--speed", type=Path, required=True, help="DocBin whose raw texts are timed")
-    parser.add_argument("--limit-docs", type=int, default=60)
-    parser.add_argument("--settings", default="160/120,160/140,160/160", help="WINDOW/STRIDE,... (first: baseline)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    parser.add_argument("--output", type=Path, required=True)
-    args = parser.parse_args(argv)
-    settings = [parse_setting(part) for part in args.settings.split(",")]
+@app.command(help=__doc__.split("\n\n")[0])
+def main(
+    model: str = typer.Option(..., help="A trained pipeline with pos_ner.wordpiece_windows.v1"),
+    score: List[Path] = typer.Option(..., help="Gold DocBin to score each setting on (repeatable)"),
+    speed: Path = typer.Option(..., help="DocBin whose raw texts are timed"),
+    limit_docs: int = typer.Option(60),
+    settings: str = typer.Option("160/120,160/140,160/160", help="WINDOW/STRIDE,... (first: baseline)"),
+    repeats: int = typer.Option(5),
+    batch_size: int = typer.Option(32),
+    threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+    output: Path = typer.Option(...),
+) -> Dict:
+    try:
+        windows = [parse_setting(part) for part in settings.split(",")]
+    except ValueError as error:  # one line, not wrapped in a panel
+        typer.echo(f"inference_windows: --settings: {error}", err=True)
+        raise typer.Exit(2) from None
 
     import spacy
     import torch
     from spacy.tokens import DocBin
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    pipelines = {f"{w}/{s}": load(args.model, w, s) for w, s in settings}
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    pipelines = {f"{w}/{s}": load(model, w, s) for w, s in windows}
     vocab = next(iter(pipelines.values())).vocab
-    gold = {str(path): list(DocBin().from_disk(path).get_docs(vocab)) for path in args.score}
-    texts, n_words, _ = load_texts(args.speed, args.limit_docs, n_sentences=0)
+    gold = {str(path): list(DocBin().from_disk(path).get_docs(vocab)) for path in score}
+    texts, n_words, _ = load_texts(speed, limit_docs, n_sentences=0)
     results: Dict[str, Dict] = {}
     for name, nlp in pipelines.items():
         results[name] = {"scores": {}}
@@ -100,13 +103,13 @@ def main(argv=None) -> Dict:
             results[name]["scores"][path] = scores(nlp, docs)
     seconds: Dict[str, List[float]] = {name: [] for name in pipelines}
     for nlp in pipelines.values():  # warm-up
-        for _ in nlp.pipe(texts[:8], batch_size=args.batch_size):
+        for _ in nlp.pipe(texts[:8], batch_size=batch_size):
             pass
-    for repeat in range(args.repeats):
+    for repeat in range(repeats):
         order = list(pipelines) if repeat % 2 == 0 else list(reversed(pipelines))
         for name in order:
             start = time.perf_counter()
-            for _ in pipelines[name].pipe(texts, batch_size=args.batch_size):
+            for _ in pipelines[name].pipe(texts, batch_size=batch_size):
                 pass
             seconds[name].append(time.perf_counter() - start)
     words = sum(n_words)
@@ -133,22 +136,22 @@ def main(argv=None) -> Dict:
     table = "\n".join(lines)
     print(table)
     report = {
-        "command": " ".join(["python", "benchmarks/inference_windows.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python", "-m", "benchmarks.inference_windows", *sys.argv[1:]]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "spacy": spacy.__version__,
-        "model": args.model,
+        "model": model,
         "score_data": list(gold),
-        "speed_data": {"path": str(args.speed), "docs": len(texts), "words": words},
-        "repeats": args.repeats,
-        "batch_size": args.batch_size,
+        "speed_data": {"path": str(speed), "docs": len(texts), "words": words},
+        "repeats": repeats,
+        "batch_size": batch_size,
         "settings": results,
         "table": table,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2), encoding="utf8")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2), encoding="utf8")
     return report
 
 
 if __name__ == "__main__":
-    main()
+    app()

@@ -12,8 +12,8 @@ installed first, as an application picks its own torch build):
   pipeline with the same encoder and tagger and no pos_ner (`plain-pipeline`
   writes one from a trained model).
 
-    python benchmarks/install_closure.py plain-pipeline training/pos_ner/model-best /tmp/plain
-    python benchmarks/install_closure.py measure en_ner_pos_conll --wheels packages/wheels \\
+    python -m benchmarks.install_closure plain-pipeline training/pos_ner/model-best /tmp/plain
+    python -m benchmarks.install_closure measure en_ner_pos_conll --wheels packages/wheels \\
         --old-component old/spacy_pos_ner-0.1.0-py3-none-any.whl --plain /tmp/plain \\
         --work /tmp/closure --output benchmarks/results/install_closure.json
 """

@@ -5,15 +5,15 @@ transformer switched to `pos_ner.TransformerModel.v1` + `pos_ner.wordpiece_windo
 Prints, for a text whose run of dots is one token of thousands of wordpieces,
 how many tokens got no wordpiece (a zero vector) and the entities; writes JSON.
 
-    python benchmarks/long_token_probe.py --model training/pos_ner/model-best \
+    python -m benchmarks.long_token_probe --model training/pos_ner/model-best \
         --output benchmarks/results/long_token_probe.json
 """
 
-import argparse
 import json
 from pathlib import Path
 
 import spacy
+import typer
 
 TEXT = "Apple Inc. hired Tim Cook . Revenue " + "." * 2000 + " 2007 , Apple Inc. and IBM ."
 WORDPIECE_WINDOWS = {
@@ -24,6 +24,8 @@ WORDPIECE_WINDOWS = {
         "stride": 120,
     },
 }
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def probe(nlp) -> dict:
@@ -37,23 +39,20 @@ def probe(nlp) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--output", type=Path, required=True)
-    args = parser.parse_args()
+@app.command(help=__doc__.splitlines()[0])
+def main(model: str = typer.Option(...), output: Path = typer.Option(...)) -> None:
     results = {"text": "Apple Inc. hired Tim Cook . Revenue <2,000 dots> 2007 , Apple Inc. and IBM ."}
-    results["as_trained"] = probe(spacy.load(args.model))
-    results["wordpiece_windows"] = probe(spacy.load(args.model, config=WORDPIECE_WINDOWS))
+    results["as_trained"] = probe(spacy.load(model))
+    results["wordpiece_windows"] = probe(spacy.load(model, config=WORDPIECE_WINDOWS))
     for name in ("as_trained", "wordpiece_windows"):
         row = results[name]
         print(
             f"{name:<18} {row['get_spans']['@span_getters']:<36} no wordpiece: {row['tokens_without_wordpieces']:>2}"
             f"/{row['tokens']}  entities: {row['entities']}"
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2), encoding="utf8")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2), encoding="utf8")
 
 
 if __name__ == "__main__":
-    main()
+    app()

@@ -5,19 +5,24 @@ onnx_pipeline` with those options, `nlp.pipe` over the documents of a DocBin,
 batch size 32): words/s (median of --repeats passes after a warm-up) and the
 process's peak RSS (VmHWM). Prints a table and writes JSON (counts and timings only).
 
-    python benchmarks/onnx_session.py --onnx-dir training/pos_ner/onnx --data corpus/dev.spacy
+    python -m benchmarks.onnx_session --onnx-dir training/pos_ner/onnx --data corpus/dev.spacy
 """
 
-import argparse
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Dict
+
+import typer
 
 ROOT = Path(__file__).resolve().parents[1]
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def measure(args) -> dict:
@@ -57,18 +62,21 @@ def measure(args) -> dict:
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--onnx-dir", default=str(ROOT / "training" / "pos_ner" / "onnx"))
-    p.add_argument("--data", default=str(ROOT / "corpus" / "dev.spacy"))
-    p.add_argument("--limit-docs", type=int, default=60)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: one per core)")
-    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "onnx_session.json"))
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    for name in ("int8", "arena", "pattern"):
-        p.add_argument(f"--{name}", type=int, default=0, help=argparse.SUPPRESS)
-    args = p.parse_args()
+@app.command(help=__doc__.split("\n\n")[0])
+def main(
+    onnx_dir: str = typer.Option(str(ROOT / "training" / "pos_ner" / "onnx")),
+    data: str = typer.Option(str(ROOT / "corpus" / "dev.spacy")),
+    limit_docs: int = typer.Option(60),
+    repeats: int = typer.Option(3),
+    threads: int = typer.Option(0, help="onnxruntime intra-op threads (0: one per core)"),
+    output: str = typer.Option(str(ROOT / "benchmarks" / "results" / "onnx_session.json")),
+    # internal: one setting in this process
+    child: bool = typer.Option(False, "--child", hidden=True),
+    int8: int = typer.Option(0, hidden=True),
+    arena: int = typer.Option(0, hidden=True),
+    pattern: int = typer.Option(0, hidden=True),
+) -> None:
+    args = SimpleNamespace(**locals())
     if args.child:
         print(json.dumps(measure(args)))
         return
@@ -77,11 +85,12 @@ def main() -> None:
             sys.exit(f"onnx_session.py: not found: {path}: run `{step}` first")
     results = []
     for int8, arena, pattern in itertools.product((0, 1), repeat=3):
-        command = [sys.executable, __file__, "--child", "--onnx-dir", args.onnx_dir, "--data", args.data]
+        command = [sys.executable, "-m", "benchmarks.onnx_session", "--child"]
+        command += ["--onnx-dir", args.onnx_dir, "--data", args.data]
         command += ["--limit-docs", str(args.limit_docs), "--repeats", str(args.repeats)]
         command += ["--threads", str(args.threads)]
         command += ["--int8", str(int8), "--arena", str(arena), "--pattern", str(pattern)]
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        done = subprocess.run(command, check=True, capture_output=True, text=True, env=child_env())
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         r = results[-1]
         print(
@@ -95,5 +104,10 @@ def main() -> None:
     print(f"wrote {args.output}")
 
 
+def child_env() -> Dict[str, str]:
+    """The environment of a child `python -m benchmarks.onnx_session`: the checkout's root first on its path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 if __name__ == "__main__":
-    main()
+    app()

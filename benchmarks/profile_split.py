@@ -3,7 +3,7 @@ documents and each sample is put in one part of the pipeline (the innermost
 frame of its stack that belongs to a part), so the split covers the whole
 run and nothing is counted twice. Prints a table and writes JSON.
 
-    python benchmarks/profile_split.py --model training/pos_ner/model-best \
+    python -m benchmarks.profile_split --model training/pos_ner/model-best \
         --data corpus/dev.spacy --limit-docs 60 --output benchmarks/results/profile_split.json
 
 Needs py-spy (`pip install py-spy`; it samples the child process, which
@@ -11,7 +11,6 @@ runs `nlp.pipe` as `speed.py` does: raw texts in, batch size 32, after one
 warm-up pass). Only samples taken inside the timed passes are counted.
 """
 
-import argparse
 import json
 import os
 import re
@@ -22,7 +21,10 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Tuple
+from types import SimpleNamespace
+from typing import Dict, List, Optional, Tuple
+
+import typer
 
 ROOT = Path(__file__).resolve().parent.parent
 # (part, pattern on "function (file:line)"), tried on each frame from the innermost outwards: the first
@@ -42,6 +44,8 @@ PARTS: List[Tuple[str, str]] = [
 ]
 FRAME = re.compile(r"^(.*) \((.*)\)$")
 TIMED = "timed_passes"
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def classify(stack: List[str]) -> str:
@@ -123,18 +127,19 @@ def count_padding(nlp) -> Dict[str, int]:
     return counts
 
 
-def main(argv=None) -> Dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=str(ROOT / "training" / "pos_ner" / "model-best"))
-    p.add_argument("--data", default=str(ROOT / "corpus" / "dev.spacy"))
-    p.add_argument("--limit-docs", type=int, default=60)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
-    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "profile_split.json"))
-    p.add_argument("--child-output", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+@app.command(help=__doc__.split("\n\n")[0])
+def main(
+    model: str = typer.Option(str(ROOT / "training" / "pos_ner" / "model-best")),
+    data: str = typer.Option(str(ROOT / "corpus" / "dev.spacy")),
+    limit_docs: int = typer.Option(60),
+    repeats: int = typer.Option(3),
+    batch_size: int = typer.Option(32),
+    threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
+    rate: int = typer.Option(100, help="py-spy samples per second"),
+    output: str = typer.Option(str(ROOT / "benchmarks" / "results" / "profile_split.json")),
+    child_output: Optional[str] = typer.Option(None, hidden=True),
+) -> Dict:
+    args = SimpleNamespace(**locals())
     if args.child_output:
         child(args)
         return {}
@@ -147,9 +152,8 @@ def main(argv=None) -> Dict:
     with tempfile.TemporaryDirectory() as tmp:
         raw, timing = Path(tmp) / "stacks.txt", Path(tmp) / "timing.json"
         command = [py_spy, "record", "--format", "raw", "--rate", str(args.rate), "--output", str(raw), "--"]
-        command += [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])]
-        command += ["--child-output", str(timing)]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        command += [sys.executable, "-m", "benchmarks.profile_split", *sys.argv[1:], "--child-output", str(timing)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=child_env())
         counts, total = split(raw)
         run = json.loads(timing.read_text())
     words_per_s = sorted(run["words"] / s for s in run["seconds"])[len(run["seconds"]) // 2]
@@ -185,5 +189,10 @@ def main(argv=None) -> Dict:
     return report
 
 
+def child_env() -> Dict[str, str]:
+    """The environment of a child `python -m benchmarks.profile_split`: the checkout's root first on its path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 if __name__ == "__main__":
-    main()
+    app()

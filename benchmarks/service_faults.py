@@ -30,8 +30,9 @@ import httpx
 import psutil
 import spacy
 import typer
-from load_test import SENTENCES  # benchmarks/, on the path when this runs as a script
 from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.load_test import SENTENCES
 
 ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False)

@@ -38,7 +38,6 @@ in its own process, plus its size on disk.
 The output JSON holds counts and timings only, no text.
 """
 
-import argparse
 import json
 import os
 import random
@@ -49,14 +48,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
 
+import typer
 from spacy.util import is_package
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ["spacy-torch", "spacy-torch-bf16", "onnx-fp32", "onnx-int8", "hf-pipeline"]
 # The PyTorch rows: the pipeline in float32, and with its encoder autocast to bfloat16 (`--backend pytorch-bf16`).
 TORCH_SYSTEMS = {"spacy-torch": False, "spacy-torch-bf16": True}
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 # ---------------------------------------------------------------- data
@@ -405,7 +408,8 @@ def run_child(system: str, args, model: str, onnx_dir: str, hf_dir: str, limit_d
         out = Path(tmp) / "result.json"
         cmd = [
             sys.executable,
-            str(Path(__file__).resolve()),
+            "-m",
+            "benchmarks.speed",
             "--system",
             system,
             "--model",
@@ -433,8 +437,13 @@ def run_child(system: str, args, model: str, onnx_dir: str, hf_dir: str, limit_d
         ]
         if limit_docs:
             cmd += ["--limit-docs", str(limit_docs)]
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, env=child_env())
         return json.loads(out.read_text())
+
+
+def child_env() -> Dict[str, str]:
+    """The environment of a child `python -m benchmarks.speed`: the checkout's root first on its import path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def run_suite(args, model: str, onnx_dir: str, limit_docs: Optional[int], tmp: Path) -> Dict:
@@ -498,63 +507,6 @@ def format_table(title: str, results: Dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default=str(ROOT / "training" / "pos_ner" / "model-best"))
-    p.add_argument("--onnx-dir", default=str(ROOT / "training" / "pos_ner" / "onnx"))
-    p.add_argument("--data", default=str(ROOT / "corpus" / "dev.spacy"))
-    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
-    p.add_argument("--limit-docs", type=int, default=None, help="use only the first N documents")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--n-sentences", type=int, default=200, help="sentences sampled for the latency test")
-    p.add_argument("--threads", type=int, default=0, help="torch / onnxruntime intra-op threads (0: all cores)")
-    p.add_argument("--hf-stride", type=int, default=32, help="HF pipeline chunk overlap for long documents")
-    p.add_argument(
-        "--onnx-memory-arena",
-        type=int,
-        choices=(0, 1),
-        default=1,
-        help="onnxruntime's CPU memory arena (1, the backend's default) or plain allocations (0)",
-    )
-    p.add_argument(
-        "--onnx-memory-pattern",
-        type=int,
-        choices=(0, 1),
-        default=0,
-        help="onnxruntime's per-shape memory patterns (the backend's default: 0, off)",
-    )
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
-    p.add_argument("--random-bert-base", action="store_true", help="also benchmark a random bert-base-shaped encoder")
-    p.add_argument(
-        "--pipelines",
-        default="",
-        help="NAME=PATH,...: compare these spaCy pipelines (spacy-torch, size on disk) instead of the systems",
-    )
-    p.add_argument(
-        "--bert-base-limit-docs",
-        type=int,
-        default=None,
-        help="documents for the bert-base part (default: --limit-docs)",
-    )
-    p.add_argument("--bert-base-init-docs", type=int, default=20, help="documents to initialise the labels from")
-    p.add_argument("--bert-base-only", action="store_true", help="skip the main model (with --random-bert-base)")
-    # internal: run one system in this process
-    p.add_argument("--system", choices=SYSTEMS, help=argparse.SUPPRESS)
-    p.add_argument("--hf-dir", help=argparse.SUPPRESS)
-    p.add_argument("--child-output", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    args.systems = [s for s in args.systems.split(",") if s]
-    try:
-        args.pipelines = dict(item.split("=", 1) for item in args.pipelines.split(",") if item)
-    except ValueError:
-        p.error("--pipelines takes NAME=PATH,NAME=PATH")
-    unknown = set(args.systems) - set(SYSTEMS)
-    if unknown:
-        p.error(f"unknown systems: {sorted(unknown)}")
-    return args
-
-
 def folder_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
 
@@ -586,8 +538,54 @@ def compare_pipelines(args) -> Dict:
     return report
 
 
-def main(argv=None) -> Dict:
-    args = parse_args(argv)
+@app.command(help=__doc__.split("\n\n")[0])
+def main(
+    model: str = typer.Option(str(ROOT / "training" / "pos_ner" / "model-best")),
+    onnx_dir: str = typer.Option(str(ROOT / "training" / "pos_ner" / "onnx")),
+    data: str = typer.Option(str(ROOT / "corpus" / "dev.spacy")),
+    output: str = typer.Option(str(ROOT / "benchmarks" / "results" / "speed.json")),
+    limit_docs: Optional[int] = typer.Option(None, help="use only the first N documents"),
+    repeats: int = typer.Option(3),
+    batch_size: int = typer.Option(32),
+    n_sentences: int = typer.Option(200, help="sentences sampled for the latency test"),
+    threads: int = typer.Option(0, help="torch / onnxruntime intra-op threads (0: all cores)"),
+    hf_stride: int = typer.Option(32, help="HF pipeline chunk overlap for long documents"),
+    onnx_memory_arena: int = typer.Option(
+        1, min=0, max=1, help="onnxruntime's CPU memory arena (1, the backend's default) or plain allocations (0)"
+    ),
+    onnx_memory_pattern: int = typer.Option(
+        0, min=0, max=1, help="onnxruntime's per-shape memory patterns (the backend's default: 0, off)"
+    ),
+    systems: str = typer.Option(",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS)),
+    random_bert_base: bool = typer.Option(
+        False, "--random-bert-base", help="also benchmark a random bert-base-shaped encoder"
+    ),
+    pipelines: str = typer.Option(
+        "", help="NAME=PATH,...: compare these spaCy pipelines (spacy-torch, size on disk) instead of the systems"
+    ),
+    bert_base_limit_docs: Optional[int] = typer.Option(
+        None, help="documents for the bert-base part (default: --limit-docs)"
+    ),
+    bert_base_init_docs: int = typer.Option(20, help="documents to initialise the labels from"),
+    bert_base_only: bool = typer.Option(
+        False, "--bert-base-only", help="skip the main model (with --random-bert-base)"
+    ),
+    # internal: run one system in this process
+    system: Optional[str] = typer.Option(None, hidden=True),
+    hf_dir: Optional[str] = typer.Option(None, hidden=True),
+    child_output: Optional[str] = typer.Option(None, hidden=True),
+) -> Dict:
+    args = SimpleNamespace(**locals())
+    args.systems = [s for s in systems.split(",") if s]
+    try:
+        args.pipelines = dict(item.split("=", 1) for item in pipelines.split(",") if item)
+    except ValueError:
+        raise typer.BadParameter("takes NAME=PATH,NAME=PATH", param_hint="--pipelines") from None
+    unknown = set(args.systems) - set(SYSTEMS)
+    if unknown:
+        raise typer.BadParameter(f"unknown systems: {sorted(unknown)}", param_hint="--systems")
+    if system is not None and system not in SYSTEMS:
+        raise typer.BadParameter(f"{system!r} is not one of {', '.join(SYSTEMS)}", param_hint="--system")
     if args.system:  # child
         result = measure(args.system, args)
         Path(args.child_output).write_text(json.dumps(result), encoding="utf8")
@@ -612,7 +610,7 @@ def main(argv=None) -> Dict:
     report = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "data": display_path(args.data),
-        "argv": sys.argv[1:] if argv is None else list(argv),
+        "argv": sys.argv[1:],
         "repeats": args.repeats,
         "note": "speed only for hf-pipeline (no tagger, no POS features) and for random_bert_base",
     }
@@ -657,4 +655,4 @@ def main(argv=None) -> Dict:
 
 
 if __name__ == "__main__":
-    main()
+    app()

@@ -1,10 +1,10 @@
 """Training speed side by side: the spaCy pipeline's optimizer steps (spaCy's own
 training loop, `train_while_improving`, on a config) against the Hugging Face
-`Trainer` baseline (benchmarks/hf_token_classification.py's setup: single
+`Trainer` baseline (scripts/hf_baseline.py's setup: single
 sentences, batch 32) on the same encoder and training corpus, in one process, in
 alternating rounds. Prints a table and writes JSON.
 
-    python benchmarks/train_speed.py --transformer assets/all-MiniLM-L6-v2 \
+    python -m benchmarks.train_speed --transformer assets/all-MiniLM-L6-v2 \
         --train corpus/train.spacy --output benchmarks/results/train_speed.json
 
 Words/s counts the corpus words of the batches each system trains on (spaCy: the
@@ -19,20 +19,23 @@ rounds (real updates at the configured learning rate), which does not change a
 step's cost.
 """
 
-import argparse
 import json
 import platform
 import statistics
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List
+from types import SimpleNamespace
+from typing import Dict, Iterator, List, Optional
 
 import torch
-from hf_token_classification import IGNORED, labelled_dataset, training_arguments
+import typer
+
+from scripts.hf_baseline import IGNORED, labelled_dataset, training_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ("spacy", "spacy-bf16", "hf-trainer")
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 class Clock:
@@ -132,7 +135,7 @@ def step_record(words: int, start: float, end: float, clock: Clock, backward: fl
 
 
 class HFSteps:
-    """The HF baseline's Trainer (same arguments as hf_token_classification.py's
+    """The HF baseline's Trainer (same arguments as scripts/hf_baseline.py's
     `train`), `steps` optimizer steps per `run()`: a new Trainer each round on the
     same model, so each round has its own warm-up."""
 
@@ -225,29 +228,32 @@ def summarise(rounds: List[List[Dict]], warmup: int) -> Dict:
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=ROOT / "configs" / "pos_ner.cfg")
-    p.add_argument("--transformer", required=True, help="the encoder (a local folder here)")
-    p.add_argument("--train", type=Path, default=ROOT / "corpus" / "train.spacy")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
-    p.add_argument("--steps", type=int, default=40, help="optimizer steps per system and round, warm-up included")
-    p.add_argument("--warmup-steps", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--hf-batch-size", type=int, default=32, help="sentences per step (the baseline's)")
-    p.add_argument("--hf-learning-rate", type=float, default=2e-4, help="the baseline's best rate (RESULTS.md)")
-    p.add_argument("--workdir", type=Path, default=Path("/tmp/train_speed"))
-    p.add_argument("--output", type=Path)
-    args = p.parse_args()
+@app.command(help=__doc__.split("\n\n")[0])
+def main(
+    config: Path = typer.Option(ROOT / "configs" / "pos_ner.cfg"),
+    transformer: str = typer.Option(..., help="the encoder (a local folder here)"),
+    train: Path = typer.Option(ROOT / "corpus" / "train.spacy"),
+    systems: str = typer.Option(",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}"),
+    steps: int = typer.Option(40, help="optimizer steps per system and round, warm-up included"),
+    warmup_steps: int = typer.Option(5),
+    rounds: int = typer.Option(3),
+    hf_batch_size: int = typer.Option(32, help="sentences per step (the baseline's)"),
+    hf_learning_rate: float = typer.Option(2e-4, help="the baseline's best rate (RESULTS.md)"),
+    workdir: Path = typer.Option(Path("/tmp/train_speed")),
+    output: Optional[Path] = typer.Option(None),
+) -> None:
+    args = SimpleNamespace(**locals())
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown or not systems:
-        p.error(f"--systems: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SYSTEMS)}")
+        raise typer.BadParameter(
+            f"unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SYSTEMS)}", param_hint="--systems"
+        )
     if args.steps <= args.warmup_steps:
-        p.error("--steps must be larger than --warmup-steps")
+        raise typer.BadParameter("must be larger than --warmup-steps", param_hint="--steps")
     for path in (args.config, args.train):
         if not path.exists():
-            p.error(f"not found: {path}")
+            raise typer.BadParameter(f"not found: {path}")
 
     clock = Clock()
     runners = {}
@@ -298,4 +304,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app()

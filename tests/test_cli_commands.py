@@ -1,9 +1,9 @@
 """The file-writing commands other than predict (evaluate, export-onnx,
-onnx-parity, grid, compare) and the CLI entry point's safety net, through
-`python -m pos_ner` subprocesses: outputs that would destroy an input are
-refused before any work, models and data that cannot be read are one line, a
-failed export leaves the earlier one, and nothing ever prints a traceback
-unless POS_NER_DEBUG is set."""
+onnx-parity, and the project's grid and compare) and the CLI entry point's
+safety net, through `python -m pos_ner` (and `python -m scripts.experiments`)
+subprocesses: outputs that would destroy an input are refused before any work,
+models and data that cannot be read are one line, a failed export leaves the
+earlier one, and nothing ever prints a traceback unless POS_NER_DEBUG is set."""
 
 import json
 import os
@@ -15,7 +15,7 @@ import sys
 import pytest
 import spacy
 
-from conftest import leftovers, make_docs, snapshot, write_docbin
+from conftest import ROOT, leftovers, make_docs, snapshot, write_docbin
 
 TIMEOUT = 240
 
@@ -26,6 +26,14 @@ def cli(*args, env=None, python_args=None):
     environment.update(env or {})
     command = [sys.executable, *(python_args or ["-m", "pos_ner"]), *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=environment)
+
+
+def experiments(*args, env=None):
+    """`python -m scripts.experiments ARGS` from the checkout's root, without POS_NER_DEBUG."""
+    environment = {key: value for key, value in os.environ.items() if key != "POS_NER_DEBUG"}
+    environment.update(env or {})
+    command = [sys.executable, "-m", "scripts.experiments", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=environment, cwd=ROOT)
 
 
 def one_line_failure(result, code=1) -> str:
@@ -188,7 +196,7 @@ def test_grid_refuses_a_db_that_is_its_config(work):
     config.write_text("[paths]\ntrain = null\n", encoding="utf8")
     grid = work / "grid.yml"
     grid.write_text("grid:\n  training.dropout: [0.1, 0.2]\n", encoding="utf8")
-    result = cli("grid", config, grid, "--output", work / "grid", "--db", config, "--paths.dev", "dev.spacy")
+    result = experiments("grid", config, grid, "--output", work / "grid", "--db", config, "--paths.dev", "dev.spacy")
     assert "the output is also an input" in one_line_failure(result)
     assert config.read_text(encoding="utf8") == "[paths]\ntrain = null\n"
     assert not (work / "grid").exists()
@@ -202,7 +210,7 @@ def test_compare_refuses_outputs_before_any_training(case, work):
         "md-output": (work / "table.md", "--output must not end in .md"),
         "output-is-definition": (definition, "the output is also an input"),
     }[case]
-    assert expected in one_line_failure(cli("compare", definition, "--transformer", "x", "--output", output))
+    assert expected in one_line_failure(experiments("compare", definition, "--transformer", "x", "--output", output))
     assert definition.read_text(encoding="utf8") == "epochs: 1\nseeds: [0]\nsystems: {}\n"
 
 
@@ -236,3 +244,38 @@ def test_unexpected_errors_are_one_line_unless_debugging(debugging, tiny_pipelin
 def test_usage_errors_are_one_line(tiny_pipeline_dir):
     usage = one_line_failure(cli("evaluate", tiny_pipeline_dir), code=2)
     assert usage.startswith("pos-ner evaluate: error: Missing argument") and "(see 'pos-ner evaluate --help')" in usage
+    # the project's experiments, on the same safety net (pos_ner.cli._util.run_cli)
+    prog = "python -m scripts.experiments"
+    usage = one_line_failure(experiments("grid", "--gpu", "-1"), code=2)
+    assert usage.startswith(f"{prog} grid: error: Missing argument") and f"(see '{prog} grid --help')" in usage
+    usage = one_line_failure(experiments("train"), code=2)
+    assert usage.startswith(f"{prog}: error: No such command") and f"(see '{prog} --help')" in usage
+
+
+@pytest.mark.parametrize(
+    "args,hidden,expected",
+    [
+        (["grid", "base.cfg", "grid.yml"], "optuna", "grid: needs optuna, one of the project's requirements"),
+        (["compare", "compare.yml", "--transformer", "x"], "accelerate", "compare: needs accelerate, one of"),
+        (["compare", "compare.yml", "--transformer", "x"], "seqeval", "compare: needs the 'evaluate' extra"),
+    ],
+    ids=["grid-optuna", "compare-accelerate", "compare-evaluate"],
+)
+def test_the_experiments_name_a_missing_requirement(args, hidden, expected, tmp_path, monkeypatch):
+    """A project requirement that is not installed (requirements.txt) or a missing
+    extra of the package: one line naming it, exit 1, nothing written."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from scripts.experiments.cli import app
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == hidden else find_spec(name, *a))
+    for name in ("base.cfg", "grid.yml", "compare.yml"):
+        (tmp_path / name).write_text("{}\n", encoding="utf8")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and result.output.startswith(f"python -m scripts.experiments {expected}")
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.cfg", "compare.yml", "grid.yml"]

@@ -1,35 +1,38 @@
-"""`pos-ner compare` (pos_ner.experiments.compare) and benchmarks/hf_token_classification.py on the tiny BERT:
-the HF baseline learns and is scored on the gold tokens, and the harness trains
+"""`python -m scripts.experiments compare` (scripts/experiments/compare.py) and scripts/hf_baseline.py on the
+tiny BERT: the HF baseline learns and is scored on the gold tokens, and the harness trains
 every system with the shared budget, tabulates seeds, resumes and reports failures."""
 
 import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from spacy.tokens import DocBin
 from spacy.util import load_config
 from typer.testing import CliRunner
 
-from pos_ner.cli import app
-from pos_ner.experiments import compare
+from scripts.experiments import compare
+from scripts.experiments.cli import app
 
 from conftest import ROOT, make_docs, write_docbin
 
-HF = ROOT / "benchmarks" / "hf_token_classification.py"
 runner = CliRunner()
 
 
 def invoke(args):
-    """`pos-ner compare ARGS` from the project's folder (definition paths are relative to it)."""
+    """`python -m scripts.experiments compare ARGS` from the project's folder (definition paths
+    and the `script` systems' modules are relative to it)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(ROOT)
         return runner.invoke(app, ["compare", *args])
 
 
 def run_hf(*args):
-    return subprocess.run([sys.executable, str(HF), *map(str, args)], capture_output=True, text=True)
+    """`python -m scripts.hf_baseline ARGS` from the checkout's root."""
+    command = [sys.executable, "-m", "scripts.hf_baseline", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
 
 
 DEFINITION = """
@@ -48,7 +51,7 @@ systems:
     config: configs/pos_ner.cfg
     corpus: sentences
   hf_trainer:
-    script: benchmarks/hf_token_classification.py
+    script: scripts.hf_baseline
     args:
       learning_rate: 0.001
       batch_size: 8
@@ -72,7 +75,7 @@ def corpora(tmp_path_factory):
 FIRST_SUBWORDS = """
 import json, sys
 from transformers import AutoTokenizer
-import hf_token_classification as hf
+from scripts import hf_baseline as hf
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 encoding, first = hf.encode(tokenizer, ["Anna", "xyzzy", "Paris"], max_length=64)
 _, truncated = hf.encode(tokenizer, ["Anna", "xyzzy", "Paris"], max_length=4)
@@ -81,9 +84,9 @@ print(json.dumps({"word_ids": encoding.word_ids(), "first": first, "truncated": 
 
 
 def test_first_subword_alignment(tiny_bert):
-    # `python -c` imports from its working directory: the script's folder.
+    # `python -c` imports from its working directory: the checkout's root.
     result = subprocess.run(
-        [sys.executable, "-c", FIRST_SUBWORDS, str(tiny_bert)], capture_output=True, text=True, cwd=HF.parent
+        [sys.executable, "-c", FIRST_SUBWORDS, str(tiny_bert)], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -671,12 +674,47 @@ def test_a_gold_tags_system_is_fed_the_corpus_tags_in_training_and_scoring(tmp_p
 def test_gold_tags_only_for_config_systems(tmp_path):
     definition = tmp_path / "compare.yml"
     definition.write_text(
-        "epochs: 1\nseeds: [0]\nsystems:\n  hf:\n"
-        "    script: benchmarks/hf_token_classification.py\n    gold_tags: true\n",
+        "epochs: 1\nseeds: [0]\nsystems:\n  hf:\n    script: scripts.hf_baseline\n    gold_tags: true\n",
         encoding="utf8",
     )
     with pytest.raises(compare.DefinitionError, match="system 'hf': gold_tags works for 'config' systems only"):
         compare.load_definition(definition)
+
+
+def test_a_script_system_names_a_module_run_from_the_working_directory(tmp_path, monkeypatch):
+    """`script: scripts.hf_baseline` runs `python -m scripts.hf_baseline train|evaluate`
+    (from the working directory: the project's folder); a file path is refused."""
+    definition = tmp_path / "compare.yml"
+    definition.write_text(
+        "epochs: 1\nseeds: [0]\nsystems:\n  hf:\n    script: benchmarks/hf_token_classification.py\n",
+        encoding="utf8",
+    )
+    with pytest.raises(compare.DefinitionError, match=r"system 'hf': script names a module .*scripts\.hf_baseline"):
+        compare.load_definition(definition)
+    commands = []
+
+    def fake_run(command, log_path):
+        commands.append(command)
+        if "--output" in command:
+            (tmp_path / "out").mkdir(exist_ok=True)
+            Path(command[command.index("--output") + 1]).write_text("{}", encoding="utf8")
+        return 1.0
+
+    monkeypatch.setattr(compare, "run_command", fake_run)
+    corpus = {split: tmp_path / f"{split}.spacy" for split in ("train", "dev", "test")}
+    system = {"script": "scripts.hf_baseline", "args": {"learning_rate": 0.001}}
+    result = compare.run_script(system, 0, corpus, {"epochs": 2}, "bert", "-1", tmp_path / "out")
+    assert [command[:4] for command in commands] == [
+        [sys.executable, "-m", "scripts.hf_baseline", "train"],
+        [sys.executable, "-m", "scripts.hf_baseline", "evaluate"],
+        [sys.executable, "-m", "scripts.hf_baseline", "evaluate"],
+    ]
+    assert commands[0][-2:] == ["--learning-rate", "0.001"] and result["train_seconds"] == 1.0
+    # the shipped definitions' script systems name modules of the checkout
+    for name in ("compare", "converged"):
+        for system in compare.load_definition(ROOT / "configs" / f"{name}.yml")["systems"].values():
+            if "script" in system:
+                assert (ROOT / Path(*system["script"].split("."))).with_suffix(".py").is_file(), system
 
 
 @pytest.mark.slow

@@ -17,7 +17,8 @@ from pos_ner.cli import _util, app
 
 from conftest import make_docs, write_docbin
 
-# The top-level modules of the extras' own libraries (setup.cfg), and the package's optional modules.
+# The top-level modules of the extras' own libraries (setup.cfg) and of the project's own
+# (optuna, for its grid search: requirements.txt), and the package's optional modules.
 EXTRA_MODULES = {
     "seqeval",
     "matplotlib",
@@ -31,7 +32,7 @@ EXTRA_MODULES = {
     "ray",
     "optuna",
 }
-OPTIONAL_PARTS = {"pos_ner.onnx", "pos_ner.serving", "pos_ner.batch", "pos_ner.evaluation", "pos_ner.experiments"}
+OPTIONAL_PARTS = {"pos_ner.onnx", "pos_ner.serving", "pos_ner.batch", "pos_ner.evaluation"}
 
 IMPORTED = """
 import json, sys
@@ -95,9 +96,7 @@ COMMANDS = [  # arguments after `pos-ner`, the files to create, the extra it mus
     (["export-onnx", "MODEL", "export"], "onnx"),
     (["onnx-parity", "MODEL", "export", "dev.spacy", "--output", "parity.json"], "onnx"),
     (["annotate", "MODEL", "in.jsonl", "out.jsonl"], "batch"),
-    (["grid", "MODEL/config.cfg", "grid.yml"], "grid"),
     (["evaluate", "MODEL", "dev.spacy", "--output", "test.json"], "evaluate"),
-    (["compare", "compare.yml", "--transformer", "MODEL"], "evaluate"),
     (["predict", "export", "in.jsonl", "out.jsonl", "--backend", "onnx"], "onnx"),
 ]
 
@@ -113,8 +112,6 @@ def test_a_missing_extra_is_one_line(args, extra, tiny_pipeline_dir, tmp_path, m
     )
     write_docbin(tmp_path / "dev.spacy", make_docs(2))
     (tmp_path / "in.jsonl").write_text('{"text": "Anna Berg lives in Paris ."}\n')
-    (tmp_path / "grid.yml").write_text("{}\n")
-    (tmp_path / "compare.yml").write_text("{}\n")
     (tmp_path / "export").mkdir()
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())

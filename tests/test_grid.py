@@ -1,5 +1,5 @@
-"""`pos-ner grid` (pos_ner.experiments.grid): a 2-point grid on the tiny BERT whose first run crashes, then
-resumes; finished points are never trained again."""
+"""`python -m scripts.experiments grid` (scripts/experiments/grid.py): a 2-point grid on the
+tiny BERT whose first run crashes, then resumes; finished points are never trained again."""
 
 import csv
 import json
@@ -11,9 +11,9 @@ from optuna.trial import TrialState
 from spacy.util import load_config
 from typer.testing import CliRunner
 
-from pos_ner.cli import app
-from pos_ner.experiments import grid
-from pos_ner.experiments.runner import RunFailed
+from scripts.experiments import grid
+from scripts.experiments.cli import app
+from scripts.experiments.runner import RunFailed
 
 from conftest import ROOT
 

@@ -56,11 +56,9 @@ def test_one_cli_with_every_command(tmp_path):
     expected = [
         "annotate",
         "check-data",
-        "compare",
         "convert",
         "evaluate",
         "export-onnx",
-        "grid",
         "onnx-parity",
         "predict",
         "serve",
@@ -70,6 +68,12 @@ def test_one_cli_with_every_command(tmp_path):
         assert command[0], "the pos-ner console script is installed"
         output = run(command, cwd=tmp_path)
         assert all(name in output for name in expected), output
+    # the project's experiments are the project's own tools, run from the checkout's root
+    from pos_ner.cli import app
+
+    assert not {"compare", "grid"} & {info.name for info in app.registered_commands}
+    output = run([sys.executable, "-m", "scripts.experiments", "--help"], cwd=ROOT)
+    assert all(name in output for name in ("compare", "grid")), output
 
 
 def test_no_code_reaches_the_package_through_sys_path_or_code_files():
@@ -198,10 +202,11 @@ def project_commands():
 
 def command_code(command):
     """{module file: its importer} that a command runs: for each `python -m pos_ner X` cli/X.py,
-    for each `python benchmarks/Y.py` that script, for `pos_ner compare DEFINITION` the scripts
-    DEFINITION's systems run, each with what it imports; and for a command that loads or trains a
-    pipeline (its deps name a model-best or a configs/*.cfg, or it trains) the modules of setup.cfg's
-    entry points, with what they import."""
+    for each `python benchmarks/Y.py` that script, for each `python -m scripts.X` (or benchmarks.X)
+    that module (a package: its __main__.py), for `scripts.experiments compare DEFINITION` the
+    modules DEFINITION's `script` systems run, each with what it imports; and for a command that
+    loads or trains a pipeline (its deps name a model-best or a configs/*.cfg, or it trains) the
+    modules of setup.cfg's entry points, with what they import."""
     import re
 
     import srsly
@@ -216,9 +221,12 @@ def command_code(command):
         module = project_module(name.split("."))
         assert module, f"{command['name']}: python -m {name}: no such module"
         roots.add(module.parent / "__main__.py" if module.name == "__init__.py" else module)
-    for definition in re.findall(r"python -m pos_ner compare (\S+\.yml)", script):
-        systems = srsly.read_yaml(ROOT / definition)["systems"].values()
-        roots.update(ROOT / system["script"] for system in systems if "script" in system)
+    for definition in re.findall(r"python -m scripts\.experiments compare (\S+\.yml)", script):
+        for system in srsly.read_yaml(ROOT / definition)["systems"].values():
+            if "script" in system:  # a module that `python -m` runs from the checkout's root
+                module = project_module(system["script"].split("."))
+                assert module, f"{command['name']}: {definition}: script {system['script']}: no such module"
+                roots.add(module)
     for root in roots:
         assert root.is_file(), f"{command['name']}: {root.relative_to(ROOT)} does not exist"
     if loads_a_pipeline(command):
@@ -231,7 +239,8 @@ def loads_a_pipeline(command):
     configs/*.cfg (whose factories and architectures spaCy finds through setup.cfg's entry points)."""
     import re
 
-    trains = re.search(r"python -m pos_ner (train|grid|compare)\b", " ".join(command["script"]))
+    script = " ".join(command["script"])
+    trains = re.search(r"python -m (pos_ner (train|grid|compare)|scripts\.experiments (grid|compare))\b", script)
     return bool(trains) or any(
         "model-best" in dep or re.fullmatch(r"configs/.+\.cfg", dep) for dep in command.get("deps", [])
     )
@@ -268,7 +277,9 @@ def test_project_commands_list_the_code_they_run():
         checked["train"]
     )
     assert {f"{pkg}serving/app.py", f"{pkg}cli/serve.py"} <= checked["serve"]
-    assert {f"{pkg}experiments/runner.py", "benchmarks/hf_token_classification.py"} <= checked["compare-systems"]
+    assert {"scripts/experiments/runner.py", "scripts/hf_baseline.py"} <= checked["compare-systems"]
+    assert {"scripts/experiments/grid.py", f"{pkg}cli/_util.py"} <= checked["grid"]
+    assert "scripts/static_vectors.py" in checked["cnn-screen"]
     assert {"benchmarks/speed.py", "benchmarks/profile_split.py"} <= checked["inference-windows"]
     assert f"{pkg}io/conll.py" in checked["convert"] and f"{pkg}evaluation/plots.py" in checked["evaluate"]
 
@@ -290,7 +301,7 @@ def test_project_states_each_code_dep_once():
 # The package's floors, top to bottom; a module may import its own floor or lower ones only.
 FLOORS = [
     ["cli"],
-    ["serving", "experiments", "onnx", "onnx_component", "batch", "model_card", "backends"],
+    ["serving", "onnx", "onnx_component", "batch", "model_card", "backends"],
     ["pipeline_component", "architectures", "span_getters", "corpus"],
     ["io", "evaluation", "decoding", "layers", "windows", "schedules", "optimizers", "cpu_ops"],
 ]

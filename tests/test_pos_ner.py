@@ -396,7 +396,7 @@ def test_every_compared_config_trains_on_the_tiny_model(tiny_bert, name, system)
     spacy.util.fix_random_seed(0)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     if config["paths"].get("vectors"):
-        # the system's table is built outside the repo (benchmarks/static_vectors.py):
+        # the system's table is built outside the repo (scripts/static_vectors.py):
         # a small random one for the toy corpus' words stands in for it
         from spacy.vectors import Vectors
 

@@ -71,7 +71,16 @@ TOY_SCHEDULE = (
 def copy_project(destination: Path) -> Path:
     """What a user's checkout of the project holds besides the installed package."""
     destination.mkdir()
-    for name in ["project.yml", "configs", "components", "benchmarks", "setup.cfg", "pyproject.toml", "README.md"]:
+    for name in [
+        "project.yml",
+        "configs",
+        "components",
+        "benchmarks",
+        "scripts",
+        "setup.cfg",
+        "pyproject.toml",
+        "README.md",
+    ]:
         source = ROOT / name
         copy = shutil.copytree if source.is_dir() else shutil.copy
         copy(
@@ -210,9 +219,7 @@ NEEDS_AN_EXTRA = [
     (["export-onnx", PACKAGE, "export"], "onnx"),
     (["onnx-parity", PACKAGE, "export", "test.spacy", "--output", "parity.json"], "onnx"),
     (["annotate", PACKAGE, "in.jsonl", "out.jsonl"], "batch"),
-    (["grid", "config.cfg", "grid.yml"], "grid"),
     (["evaluate", PACKAGE, "test.spacy", "--output", "test.json"], "evaluate"),
-    (["compare", "compare.yml", "--transformer", "encoder"], "evaluate"),
 ]
 
 
@@ -252,12 +259,8 @@ def test_card_command_installs_the_model_in_a_bare_virtualenv(project, tmp_path)
     assert not [name for name in modules if name.startswith(("pos_ner.onnx.", "pos_ner.serving", "pos_ner.batch"))]
 
     shutil.copy(project / "corpus" / "test.spacy", tmp_path / "test.spacy")
-    shutil.copy(project / "configs" / "pos_ner.cfg", tmp_path / "config.cfg")
     (tmp_path / "in.jsonl").write_text('{"text": "Anna Berg lives in Paris ."}\n')
-    (tmp_path / "grid.yml").write_text("{}\n")
-    (tmp_path / "compare.yml").write_text("{}\n")
     (tmp_path / "export").mkdir()
-    (tmp_path / "encoder").mkdir()
     for args, extra in [*NEEDS_AN_EXTRA, (["predict", "export", "in.jsonl", "out.jsonl", "--backend", "onnx"], "onnx")]:
         result = subprocess.run([python, "-m", "pos_ner", *args], capture_output=True, text=True, cwd=tmp_path, env=env)
         who = "pos-ner: --backend onnx" if "--backend" in args else f"pos-ner {args[0]}"
@@ -345,43 +348,64 @@ def shown_commands(page: Path) -> List[List[str]]:
     return commands
 
 
-def pos_ner_invocations(words: List[str]) -> Iterator[Tuple[str, List[str]]]:
-    """(sub-command, its options) for each `pos-ner SUB` / `python -m pos_ner SUB` in words."""
+def sub_command_invocations(words: List[str], module: str, script: str = "") -> Iterator[Tuple[str, List[str]]]:
+    """(sub-command, its options) for each `python -m MODULE SUB` (or `SCRIPT SUB`) in words."""
     for i, word in enumerate(words):
-        if word == "pos-ner" or (word == "pos_ner" and i and words[i - 1] == "-m"):
+        if (script and word == script) or (word == module and i and words[i - 1] == "-m"):
             rest = words[i + 1 :]
             if rest and re.fullmatch(r"[a-z][a-z0-9-]*", rest[0]):
                 end = next((j for j, w in enumerate(rest) if w in ("python", "pos-ner")), len(rest))
                 yield rest[0], [w.split("=")[0] for w in rest[1:end] if w.startswith("--")]
 
 
+def pos_ner_invocations(words: List[str]) -> Iterator[Tuple[str, List[str]]]:
+    """(sub-command, its options) for each `pos-ner SUB` / `python -m pos_ner SUB` in words."""
+    return sub_command_invocations(words, "pos_ner", "pos-ner")
+
+
+def experiments_invocations(words: List[str]) -> Iterator[Tuple[str, List[str]]]:
+    """(sub-command, its options) for each `python -m scripts.experiments SUB` in words."""
+    return sub_command_invocations(words, "scripts.experiments")
+
+
 def test_every_command_the_readme_and_docs_show_exists():
-    """Every `pos-ner` sub-command and option, `spacy project run` command or
-    workflow, `--vars.*` variable and repository path that README.md or a page of
-    docs/ shows must exist today."""
+    """Every `pos-ner` and `python -m scripts.experiments` sub-command and option,
+    `python -m scripts.X` module, `spacy project run` command or workflow,
+    `--vars.*` variable and repository path that README.md or a page of docs/
+    shows must exist today."""
     import srsly
     import typer
 
     from pos_ner.cli import app
+    from scripts.experiments.cli import app as experiments_app
 
-    cli = typer.main.get_command(app)
+    clis = [
+        ("pos-ner", typer.main.get_command(app), pos_ner_invocations),
+        ("python -m scripts.experiments", typer.main.get_command(experiments_app), experiments_invocations),
+    ]
     project = srsly.read_yaml(ROOT / "project.yml")
     runnable = {command["name"] for command in project["commands"]} | set(project["workflows"])
-    problems, seen = [], {"pos-ner": 0, "project run": 0}
+    problems, seen = [], {"pos-ner": 0, "python -m scripts.experiments": 0, "project run": 0}
     for page in DOC_PAGES:
         name = page.relative_to(ROOT)
         for words in shown_commands(page):
-            for sub, options in pos_ner_invocations(words):
-                seen["pos-ner"] += 1
-                command = cli.commands.get(sub)
-                if command is None:
-                    problems.append(f"{name}: pos-ner {sub}: no such command")
-                    continue
-                known = {"--help"} | {opt for param in command.params for opt in param.opts + param.secondary_opts}
-                extra_args = command.context_settings.get("allow_extra_args", False)
-                for option in options:
-                    if option not in known and not ("." in option and extra_args):
-                        problems.append(f"{name}: pos-ner {sub} {option}: no such option")
+            for prog, cli, invocations in clis:
+                for sub, options in invocations(words):
+                    seen[prog] += 1
+                    command = cli.commands.get(sub)
+                    if command is None:
+                        problems.append(f"{name}: {prog} {sub}: no such command")
+                        continue
+                    known = {"--help"} | {opt for param in command.params for opt in param.opts + param.secondary_opts}
+                    extra_args = command.context_settings.get("allow_extra_args", False)
+                    for option in options:
+                        if option not in known and not ("." in option and extra_args):
+                            problems.append(f"{name}: {prog} {sub} {option}: no such option")
+            for i in range(1, len(words)):
+                if words[i - 1] == "-m" and words[i].startswith("scripts."):
+                    base = ROOT.joinpath(*words[i].split("."))
+                    if not (base.with_suffix(".py").is_file() or (base / "__main__.py").is_file()):
+                        problems.append(f"{name}: python -m {words[i]}: no such module")
             for i in range(len(words) - 2):
                 if words[i : i + 2] == ["project", "run"] and re.fullmatch(r"[a-z][a-z0-9-]*", words[i + 2]):
                     seen["project run"] += 1
@@ -391,11 +415,14 @@ def test_every_command_the_readme_and_docs_show_exists():
         for variable in re.findall(r"--vars\.([\w-]+)", text):
             if variable not in project["vars"] and not PLACEHOLDER.fullmatch(variable):
                 problems.append(f"{name}: --vars.{variable}: not a project variable")
-        for path in re.findall(r"(?<![\w/.-])((?:\.ci|benchmarks|components|configs|docs|tests)/[\w./-]*\w)", text):
+        for path in re.findall(
+            r"(?<![\w/.-])((?:\.ci|benchmarks|components|configs|docs|scripts|tests)/[\w./-]*\w)", text
+        ):
             if not (ROOT / path).exists():
                 problems.append(f"{name}: {path}: no such file")
     assert not problems, "\n".join(problems)
-    assert seen["pos-ner"] > 20 and seen["project run"] > 10, seen  # the parsing still finds the commands
+    # the parsing still finds the commands
+    assert seen["pos-ner"] > 20 and seen["python -m scripts.experiments"] >= 3 and seen["project run"] > 10, seen
 
 
 def heading_anchors(page: Path) -> Set[str]:

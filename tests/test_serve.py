@@ -1,4 +1,4 @@
-"""pos_ner.serving and `pos-ner serve` (TestClient and one real uvicorn server) and benchmarks/load_test.py.
+"""pos_ner.serving and `pos-ner serve` (TestClient and one real uvicorn server) and `python -m benchmarks.load_test`.
 Failures, slow clients and scheduling: test_serve_faults.py; the schema fuzzer: test_serve_fuzz.py."""
 
 import json
@@ -225,7 +225,8 @@ def test_load_test(server, tmp_path):
     output = tmp_path / "load.json"
     command = [
         sys.executable,
-        str(ROOT / "benchmarks" / "load_test.py"),
+        "-m",
+        "benchmarks.load_test",
         "--url",
         server,
         "--duration",
@@ -235,7 +236,7 @@ def test_load_test(server, tmp_path):
         "--output",
         str(output),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert completed.returncode == 0, completed.stderr
     assert "latency p95" in completed.stdout
     result = json.loads(output.read_text())
@@ -251,7 +252,8 @@ def test_load_test(server, tmp_path):
 def test_load_test_refuses_other_hosts(url, tmp_path):
     command = [
         sys.executable,
-        str(ROOT / "benchmarks" / "load_test.py"),
+        "-m",
+        "benchmarks.load_test",
         "--url",
         url,
         "--duration",
@@ -259,6 +261,6 @@ def test_load_test_refuses_other_hosts(url, tmp_path):
         "--output",
         str(tmp_path / "x.json"),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 2 and "refusing" in result.stderr
     assert not (tmp_path / "x.json").exists()

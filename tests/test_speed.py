@@ -1,4 +1,4 @@
-"""benchmarks/speed.py end to end on the tiny pipeline, a synthetic DocBin and
+"""`python -m benchmarks.speed` end to end on the tiny pipeline, a synthetic DocBin and
 an ONNX export made here: every system reports positive speed, latency and memory."""
 
 import json
@@ -21,7 +21,8 @@ def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
     output = tmp_path / "speed.json"
     cmd = [
         sys.executable,
-        str(ROOT / "benchmarks" / "speed.py"),
+        "-m",
+        "benchmarks.speed",
         "--model",
         str(tiny_pipeline_dir),
         "--onnx-dir",
@@ -39,7 +40,7 @@ def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
         "--threads",
         "1",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(output.read_text())
     results = report["model"]["results"]
@@ -72,9 +73,11 @@ def test_speed_benchmark_end_to_end(tiny_pipeline_dir, tmp_path):
 
 def test_missing_export_names_the_step_to_run(tiny_pipeline_dir, tmp_path):
     """`spacy project run speed` before `export-onnx`: one line, not a traceback."""
-    command = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--model", str(tiny_pipeline_dir)]
+    command = [sys.executable, "-m", "benchmarks.speed", "--model", str(tiny_pipeline_dir)]
     command += ["--onnx-dir", str(tmp_path / "onnx"), "--data", str(tmp_path / "dev.spacy")]
-    result = subprocess.run([*command, "--output", str(tmp_path / "speed.json")], capture_output=True, text=True)
+    result = subprocess.run(
+        [*command, "--output", str(tmp_path / "speed.json")], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"speed.py: not found: {tmp_path / 'onnx'} (spacy project run export-onnx); "
@@ -86,6 +89,7 @@ def test_missing_export_names_the_step_to_run(tiny_pipeline_dir, tmp_path):
         [*command, "--systems", "spacy-torch,hf-pipeline", "--output", str(tmp_path / "speed.json")],
         capture_output=True,
         text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -108,10 +112,14 @@ def test_pipelines_side_by_side(tiny_pipeline_dir, tmp_path):
     nlp.to_disk(cnn)
     assert spacy.load(cnn).pipe_names == ["tok2vec", "tagger", "ner"]
     data = write_docbin(tmp_path / "dev.spacy", make_docs(4, seed=5))
-    command = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--data", str(data), "--repeats", "1"]
+    command = [sys.executable, "-m", "benchmarks.speed", "--data", str(data), "--repeats", "1"]
     command += ["--n-sentences", "3", "--output", str(tmp_path / "presets.json")]
     result = subprocess.run(
-        [*command, "--pipelines", f"trf={tiny_pipeline_dir},cnn={cnn}"], capture_output=True, text=True, timeout=300
+        [*command, "--pipelines", f"trf={tiny_pipeline_dir},cnn={cnn}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "presets.json").read_text())["pipelines"]
@@ -119,7 +127,9 @@ def test_pipelines_side_by_side(tiny_pipeline_dir, tmp_path):
     for r in report.values():
         assert r["words_per_second"] > 0 and r["latency_ms_p50"] > 0 and r["disk_mib"] > 0
     assert "cnn" in result.stdout and "MiB on disk" in result.stdout
-    missing = subprocess.run([*command, "--pipelines", f"x={tmp_path / 'none'}"], capture_output=True, text=True)
+    missing = subprocess.run(
+        [*command, "--pipelines", f"x={tmp_path / 'none'}"], capture_output=True, text=True, cwd=ROOT
+    )
     assert (
         missing.returncode == 1
         and missing.stderr.strip() == f"speed.py: not found: x={tmp_path / 'none'}: train them first"
@@ -128,12 +138,12 @@ def test_pipelines_side_by_side(tiny_pipeline_dir, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_session_options_benchmark(tiny_onnx_dir, tmp_path):
-    """benchmarks/onnx_session.py: all 8 settings (fp32/int8 x arena x patterns), each measured."""
+    """`python -m benchmarks.onnx_session`: all 8 settings (fp32/int8 x arena x patterns), each measured."""
     data = write_docbin(tmp_path / "dev.spacy", make_docs(3, seed=5))
     output = tmp_path / "session.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "onnx_session.py"), "--onnx-dir", str(tiny_onnx_dir)]
+    command = [sys.executable, "-m", "benchmarks.onnx_session", "--onnx-dir", str(tiny_onnx_dir)]
     command += ["--data", str(data), "--limit-docs", "2", "--repeats", "1", "--threads", "1", "--output", str(output)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(output.read_text())["results"]
     settings = {(r["model"], r["memory_arena"], r["memory_pattern"]) for r in results}
@@ -144,14 +154,15 @@ def test_onnx_session_options_benchmark(tiny_onnx_dir, tmp_path):
 
 @pytest.mark.slow
 def test_inference_windows_benchmark(tiny_pipeline_dir, tmp_path):
-    """benchmarks/inference_windows.py: one trained pipeline predicting with other
+    """`python -m benchmarks.inference_windows`: one trained pipeline predicting with other
     windows; a stride equal to the window
     (no overlap) makes the encoder compute fewer positions than the overlapping one."""
     data = write_docbin(tmp_path / "gold.spacy", make_docs(6, seed=5))
     output = tmp_path / "windows.json"
     cmd = [
         sys.executable,
-        str(ROOT / "benchmarks" / "inference_windows.py"),
+        "-m",
+        "benchmarks.inference_windows",
         "--model",
         str(tiny_pipeline_dir),
         "--score",
@@ -167,7 +178,7 @@ def test_inference_windows_benchmark(tiny_pipeline_dir, tmp_path):
         "--output",
         str(output),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(output.read_text())
     settings = report["settings"]
@@ -179,23 +190,25 @@ def test_inference_windows_benchmark(tiny_pipeline_dir, tmp_path):
         assert 0 <= row["scores"][str(data)]["f1"] <= 1 and row["words_per_second"]["median"] > 0
     assert "| 8/8 |" in proc.stdout
     bad = subprocess.run(
-        [*cmd[:2], "--model", "m", "--score", "s", "--speed", "s", "--settings", "8/9", "--output", "o"],
+        [*cmd[:3], "--model", "m", "--score", "s", "--speed", "s", "--settings", "8/9", "--output", "o"],
         capture_output=True,
         text=True,
+        cwd=ROOT,
     )
     assert bad.returncode != 0 and "0 < stride <= window" in bad.stderr
 
 
 @pytest.mark.slow
 def test_training_speed_benchmark(tiny_bert, toy_corpus, tmp_path):
-    """benchmarks/train_speed.py on the tiny BERT: every system takes real optimizer
+    """`python -m benchmarks.train_speed` on the tiny BERT: every system takes real optimizer
     steps on words of the corpus, the warm-up steps are not counted, and the split of
     a step adds up (backward and optimizer are parts of it)."""
     train, _ = toy_corpus
     output = tmp_path / "train_speed.json"
     cmd = [
         sys.executable,
-        str(ROOT / "benchmarks" / "train_speed.py"),
+        "-m",
+        "benchmarks.train_speed",
         "--transformer",
         str(tiny_bert),
         "--train",
@@ -213,7 +226,7 @@ def test_training_speed_benchmark(tiny_bert, toy_corpus, tmp_path):
         "--output",
         str(output),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(output.read_text())
     assert set(report["results"]) == {"spacy", "spacy-bf16", "hf-trainer"}

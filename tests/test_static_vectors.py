@@ -1,9 +1,8 @@
-"""benchmarks/static_vectors.py (CNN screen round 7): a spaCy vectors folder whose
+"""scripts/static_vectors.py (CNN screen round 7): a spaCy vectors folder whose
 lower-cased rows are found by cased tokens after a save and load (spaCy 3.8 drops a
 table's LOWER key attribute on to_disk, pinned here too), and whose encoder rows are
 the mean of each word's word-piece embeddings."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -13,16 +12,9 @@ import spacy
 from spacy.attrs import LOWER
 from spacy.vectors import Vectors
 
+from scripts import static_vectors
+
 from conftest import ROOT, make_docs, write_docbin
-
-SCRIPT = ROOT / "benchmarks" / "static_vectors.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("static_vectors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_spacy_drops_a_lower_keyed_tables_attr_on_save(tmp_path):
@@ -38,10 +30,9 @@ def test_spacy_drops_a_lower_keyed_tables_attr_on_save(tmp_path):
 
 
 def test_rows_are_keyed_by_their_cased_forms_after_a_round_trip(tmp_path):
-    module = load_script()
     words = ["paris", "", "mcdonald", "paris"]
     matrix = numpy.arange(8, dtype="float32").reshape(4, 2)
-    nlp = module.build_vectors(words, matrix, {"mcdonald": {"McDonald"}}, "test.vectors")
+    nlp = static_vectors.build_vectors(words, matrix, {"mcdonald": {"McDonald"}}, "test.vectors")
     nlp.to_disk(tmp_path / "v")
     loaded = spacy.load(tmp_path / "v")
     vectors = loaded.vocab.vectors
@@ -52,7 +43,7 @@ def test_rows_are_keyed_by_their_cased_forms_after_a_round_trip(tmp_path):
         numpy.testing.assert_array_equal(token.vector, matrix[row])
     assert not loaded("Mcdonalds")[0].has_vector
     with pytest.raises(ValueError, match="no vectors"):
-        module.build_vectors([""], matrix[:1], {}, "empty")
+        static_vectors.build_vectors([""], matrix[:1], {}, "empty")
 
 
 @pytest.mark.slow
@@ -63,8 +54,10 @@ def test_encoder_source_end_to_end(tiny_bert, tmp_path):
     docbin = write_docbin(tmp_path / "train.spacy", docs)
     out = tmp_path / "vectors"
     subprocess.run(
-        [sys.executable, str(SCRIPT), "encoder", str(out), "--encoder", str(tiny_bert), "--docbin", str(docbin)],
+        [sys.executable, "-m", "scripts.static_vectors", "encoder", str(out)]
+        + ["--encoder", str(tiny_bert), "--docbin", str(docbin)],
         check=True,
+        cwd=ROOT,
     )
     nlp = spacy.load(out)
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))

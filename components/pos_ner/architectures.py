@@ -59,7 +59,7 @@ def build_pos_ner_model(
 
     The softmax weights start random, not at zero as in spaCy's tagger: a zero
     output layer passes no gradient back, so the encoder would learn only the
-    tagger's objective until the weights grow (measured in benchmarks/RESULTS.md)."""
+    tagger's objective until the weights grow (measured in the project's benchmark results)."""
     if doc_context:
         tok2vec = doc_context_layer(tok2vec)
     embed = None

@@ -2,7 +2,7 @@
 
 thinc's `NumpyOps` multiplies matrices with blis, on one thread; numpy's BLAS
 (OpenBLAS) can be faster and can use several threads. Whether it pays off depends
-on the CPU: see docs/presets.md, measured in benchmarks/RESULTS.md. thinc offers this as
+on the CPU: see docs/presets.md, measured in the project's benchmark results. thinc offers this as
 `NumpyOps(use_blis=False)`; spaCy has no config setting for a pipeline's ops,
 so this callback, named in `[nlp] after_pipeline_creation`, hands that ops
 object to every layer of every component that runs on plain `NumpyOps`. GPU

@@ -1,10 +1,14 @@
 """The one typer app of the `pos-ner` command and the helpers its commands share
 so that every failure ends in one line on stderr and a non-zero exit status:
-`fail`, `load_pipeline`, `read_docbin`, `check_outputs`. Each sub-command lives
-in its own module."""
+`fail`, `load_pipeline`, `read_docbin`, `check_outputs`, `Group` and `run_cli`
+(the entry point's safety net, for any typer app). Each sub-command lives in its
+own module. These helpers are public: tools outside the package (the project's
+scripts) build their own typer apps on them."""
 
 import importlib.util
 import os
+import signal
+import sys
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NoReturn, Optional, Union
@@ -13,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..backends import ONNX_META_FILE, Backend, load
-from ..io.files import OutputError, check_output
+from ..io.files import OutputError, check_output, handle_termination
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -31,7 +35,7 @@ class Group(TyperGroup):
     """Turns the errors every command can hit while writing (`OutputError`:
     an output that would destroy an input, a full disk, a read-only folder) into
     one line and exit status 1, the same under `CliRunner` as on the command
-    line. Unexpected exceptions are left to the entry point (`setup_cli`)."""
+    line. Unexpected exceptions are left to the entry point (`run_cli`)."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -54,11 +58,11 @@ EXTRAS = {
     "serve": ("fastapi", "uvicorn", "prometheus_client"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
     "batch": ("ray", "pyarrow", "pandas"),
-    "grid": ("optuna",),
-    "experiments": ("accelerate",),
 }
 # For commands that pass `--section.key value` options on to a spaCy config.
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+# The exit status of a process ended by SIGTERM (`handle_termination`).
+TERMINATED = 128 + signal.SIGTERM
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -225,3 +229,47 @@ def unexpected_error(prefix: str, error: BaseException) -> str:
         return f"{prefix}: error: {error.filename}: {error.strerror}"
     message = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
     return f"{prefix}: error: {type(error).__name__}: {message}"
+
+
+def command_name(args: List[str]) -> str:
+    """The sub-command in `args` (the first argument that is not an option)."""
+    return next((arg for arg in args if not arg.startswith("-")), "")
+
+
+def is_usage_error(error: BaseException) -> bool:
+    """A click usage error (click's own or the copy newer typer versions bundle)."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return "ClickException" in names and hasattr(error, "format_message")
+
+
+def run_cli(cli: typer.Typer, prog_name: str, args: Optional[List[str]] = None) -> NoReturn:
+    """Run the typer app `cli` as the command `prog_name` on `args` (default:
+    sys.argv[1:]) and exit: SIGTERM cleans up like Ctrl-C, and every failure is
+    one line on stderr with a non-zero exit status: usage errors (exit 2), the
+    errors the commands anticipate (their own message, usually exit 1) and, as a
+    last resort, `PROG COMMAND: error: Type: message` (exit 1; POS_NER_DEBUG=1
+    gives the traceback instead)."""
+    handle_termination()
+    args = sys.argv[1:] if args is None else args
+    command = command_name(args)
+    known = command in {info.name for info in cli.registered_commands}
+    prefix = f"{prog_name} {command}" if known else prog_name
+    try:
+        result = cli(args=args, prog_name=prog_name, standalone_mode=False)
+    except typer.Abort:
+        typer.echo(f"{prefix}: aborted", err=True)
+        sys.exit(1)
+    except SystemExit as exit_:
+        if exit_.code == TERMINATED:
+            typer.echo(f"{prefix}: terminated", err=True)
+        raise
+    except Exception as error:
+        if is_usage_error(error):  # a bad option or argument: one line and where to look
+            message = error.format_message()  # type: ignore[attr-defined]
+            typer.echo(f"{prefix}: error: {message} (see '{prefix} --help')", err=True)
+            sys.exit(error.exit_code)  # type: ignore[attr-defined]
+        if debug():
+            raise
+        typer.echo(unexpected_error(prefix, error), err=True)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -57,7 +57,7 @@ class PosNerHFShim(HFShim):
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         # thinc's predict switches the encoder to eval() and back to train() around every
-        # call, two walks over all its modules each time (measured in benchmarks/RESULTS.md).
+        # call, two walks over all its modules each time (measured in the project's benchmarks).
         # begin_update switches to train() itself, so between predictions it stays in eval().
         if self._model.training:
             self._model.eval()
@@ -66,7 +66,7 @@ class PosNerHFShim(HFShim):
                 with torch.autocast(device_type="cuda", enabled=self._mixed_precision):
                     return self._model(*inputs.args, **inputs.kwargs)
         # Without autocast's cache of cast weights: under no_grad the cache made bfloat16
-        # slower than float32 (measured in benchmarks/RESULTS.md).
+        # slower than float32 (measured in the project's benchmarks).
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
             output = self._model(*inputs.args, **inputs.kwargs)
         return _as_float32(output)

@@ -249,7 +249,7 @@ def export(
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         # Per-channel weight scales: they keep more of the fp32 model's entities than per-tensor ones
-        # (measured in benchmarks/RESULTS.md; parity: docs/onnx.md).
+        # (measured in the project's benchmarks; parity: docs/onnx.md).
         quantize_dynamic(
             str(output_dir / MODEL_FILE), str(output_dir / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True
         )

@@ -65,7 +65,7 @@ class OnnxNer:
         for the export's language). `memory_arena`: onnxruntime's CPU memory
         arena (reused buffers; on by default); `memory_pattern`: its per-shape
         allocation plans, off by default since they hold more memory for no
-        speed (see docs/onnx.md, measured in benchmarks/RESULTS.md). `max_batch_tokens`:
+        speed (see docs/onnx.md, measured in the project's benchmarks). `max_batch_tokens`:
         the most tokens of one graph run (documents of similar length together)."""
         from transformers import AutoTokenizer
 

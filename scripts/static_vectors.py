@@ -15,9 +15,10 @@ training: `spacy init vectors --attr LOWER` builds one, but a default-mode table
 is not saved (to_disk and to_bytes keep only its mode), so the folder loads keyed by ORTH
 and every capitalised word, most of an entity, finds no vector. This script keys each
 row by ORTH under the word, its Title and UPPER forms, and every form of it in the
-DocBins given (pass train and dev, never test): one row, several keys.
+DocBins given (pass train and dev, never test): one row, several keys. From the
+checkout's root:
 
-    python benchmarks/static_vectors.py glove training/vectors/glove_6b_50d \
+    python -m scripts.static_vectors glove training/vectors/glove_6b_50d \
         --docbin corpus/train.spacy --docbin corpus/dev.spacy
 """
 

@@ -1,4 +1,5 @@
-"""Grid search over training hyperparameters: one run of the experiment runner
+"""Grid search over training hyperparameters (`python -m scripts.experiments grid`;
+project command `grid`): one run of the experiment runner
 (`runner.run_experiment`) per grid point, bookkept by Optuna's GridSampler in
 SQLite. Run the same command again to resume an interrupted search: finished
 points are never trained again, crashed or interrupted ones are.
@@ -24,8 +25,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 from spacy.util import load_config
 
-from ..io.files import atomic_file, write_text
-from .runner import micro_f1, run_experiment
+from pos_ner.io.files import atomic_file, write_text
+from scripts.experiments.runner import micro_f1, run_experiment
 
 RESULTS_CSV, RESULTS_MD, BEST_CFG = "results.csv", "results.md", "best.cfg"
 

@@ -1,12 +1,14 @@
 """Train and score the systems of a comparison definition (configs/compare.yml)
 on the same encoder, data, number of epochs and seeds, and make one table
-(project workflow `compare`).
+(`python -m scripts.experiments compare`; project workflow `compare`).
 
 spaCy systems run through the experiment runner (`runner.run_experiment`: their
 config plus overrides, then `evaluate`'s seqeval scoring of model-last on the
-gold tokens of dev and test); a `script` system (the Hugging Face baseline)
-trains and scores itself with the same seqeval functions. Paths in the
-definition are relative to the working directory (the project's folder). A run
+gold tokens of dev and test); a `script` system (the Hugging Face baseline,
+`script: scripts.hf_baseline`: a module, run as `python -m MODULE train|evaluate`
+from the working directory) trains and scores itself with the same seqeval
+functions. Paths in the definition are relative to the working directory (the
+project's folder). A run
 whose result file exists is not re-run, so an interrupted comparison resumes.
 Each result keeps its run's recipe (config, the overrides as applied, script
 arguments, corpus files, encoder); a stored result of another recipe under the
@@ -44,6 +46,7 @@ and scoring: the upper bound of what the POS features can give.
 import json
 import platform
 import random
+import re
 import statistics
 import sys
 from datetime import datetime, timezone
@@ -56,11 +59,13 @@ import srsly
 from spacy.tokens import DocBin
 from spacy.util import load_config, registry
 
-from ..evaluation.plots import plot_learning_curve
-from ..io.files import atomic_file, write_text
-from .runner import RunFailed, micro_f1, run_command, run_experiment
+from pos_ner.evaluation.plots import plot_learning_curve
+from pos_ner.io.files import atomic_file, write_text
+from scripts.experiments.runner import RunFailed, micro_f1, run_command, run_experiment
 
 TYPES = ("LOC", "MISC", "ORG", "PER")
+# A `script` system's module, run with `python -m` (scripts.hf_baseline).
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 class DefinitionError(ValueError):
@@ -80,6 +85,12 @@ def load_definition(path: Path) -> Dict:
     for name, system in definition["systems"].items():
         if ("config" in system) == ("script" in system):
             raise DefinitionError(f"{path}: system '{name}' needs exactly one of 'config' or 'script'")
+        script = system.get("script")
+        if script is not None and not (isinstance(script, str) and MODULE_NAME.fullmatch(script)):
+            raise DefinitionError(
+                f"{path}: system '{name}': script names a module that `python -m` runs from the project's "
+                f"folder (e.g. scripts.hf_baseline), not {script!r}"
+            )
         if system.get("gold_tags") and "script" in system:
             raise DefinitionError(f"{path}: system '{name}': gold_tags works for 'config' systems only")
         for key in ("train_sentences", "epochs"):
@@ -191,9 +202,11 @@ def spacy_overrides(system: Dict, seed: int, corpus: Dict[str, Path], definition
 def run_script(
     system: Dict, seed: int, corpus: Dict[str, Path], definition: Dict, transformer: str, gpu: str, out: Path
 ) -> Dict[str, Any]:
-    """Train and score a `script` system; the same result shape as `run_experiment`."""
+    """Train and score a `script` system (`python -m MODULE train`, then `evaluate`
+    on dev and test, from the working directory); the same result shape as `run_experiment`."""
     command = [
         sys.executable,
+        "-m",
         system["script"],
         "train",
         transformer,
@@ -215,6 +228,7 @@ def run_script(
         metrics_path = out / f"{split}.json"
         command = [
             sys.executable,
+            "-m",
             system["script"],
             "evaluate",
             str(out / "model"),

@@ -2,16 +2,16 @@
 `AutoModelForTokenClassification` fine-tuned with `Trainer` on single sentences,
 the label of each word on its first subword, argmax decoding, and scored with
 seqeval on the gold tokens, exactly as `pos-ner evaluate` scores the spaCy
-pipelines (the same functions, documents as the sequences).
+pipelines (the same functions, documents as the sequences). From the checkout's root:
 
-    python benchmarks/hf_token_classification.py train ENCODER TRAIN.spacy OUTPUT_DIR
-    python benchmarks/hf_token_classification.py evaluate OUTPUT_DIR TEST.spacy --output test.json
+    python -m scripts.hf_baseline train ENCODER TRAIN.spacy OUTPUT_DIR
+    python -m scripts.hf_baseline evaluate OUTPUT_DIR TEST.spacy --output test.json
 """
 
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import spacy
 import torch
@@ -22,9 +22,9 @@ from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
     DataCollatorForTokenClassification,
-    Trainer,
     TrainingArguments,
 )
+from transformers.trainer import Trainer  # the same class; mypy reads the top-level name as a dummy
 
 from pos_ner.evaluation.scores import bio_tags, entity_scores
 
@@ -44,7 +44,7 @@ def read_sentences(path: Path) -> List[List[Tuple[List[str], List[str]]]]:
 def encode(tokenizer, words: List[str], max_length: int):
     """The encoding of one sentence and, per word, the index of its first subword (None if truncated away)."""
     encoding = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
-    first = [None] * len(words)
+    first: List[Optional[int]] = [None] * len(words)
     for position, word in enumerate(encoding.word_ids()):
         if word is not None and first[word] is None:
             first[word] = position

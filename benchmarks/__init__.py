@@ -1,0 +1,1 @@
+"""The project's benchmarks: each module runs as `python -m benchmarks.NAME` from the checkout's root."""
