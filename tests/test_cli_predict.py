@@ -3,17 +3,21 @@ would destroy an input are refused, a model that cannot be loaded is one line,
 every input record is accounted for (N read = M written + K rejected, with
 their line numbers), outputs are strict JSON, SIGTERM/SIGINT and write errors
 leave no temporary file and no damaged earlier output, and --n-process 2 gives
-the entities of one process."""
+the entities of one process. The signal tests send their signal when the run
+reports a state on stderr (tests/signal_probe.py), never after a guessed delay."""
 
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import List, Optional, Tuple
 
 import pytest
 import spacy
@@ -204,6 +208,27 @@ def test_every_record_is_accounted_for(lines, tiny_pipeline_dir, work, request):
     assert leftovers(folder) == []
 
 
+TOO_LONG = "Token indices sequence length is longer than the specified maximum sequence length"
+
+
+def test_a_long_document_gives_no_false_sequence_length_warning(tiny_pipeline_dir, work):
+    """A long document with a token of 804 wordpieces (a run of dots) among its
+    sentences: the windows keep the encoder within its maximum (the tiny one's
+    256), so transformers' warning that the sequence "will result in indexing
+    errors" would be untrue; predict's stderr is its summary alone."""
+    text = " ".join(["Anna Berg lives in Paris ."] * 100 + ["." * 804] + ["Tom Reed works for Acme Corp ."] * 100)
+    source = work / "long_document.jsonl"
+    source.write_text(json.dumps({"id": "long", "text": text}) + "\n", encoding="utf8")
+    output = work / "long_document_out.jsonl"
+    result = cli("predict", tiny_pipeline_dir, source, output)
+    assert result.returncode == 0, result.stderr
+    assert TOO_LONG not in result.stderr
+    assert result.stderr.strip().splitlines() == ["1 read, 1 written, 0 rejected"]
+    [record] = read_jsonl(output)
+    for entity in record["entities"]:
+        assert text[entity["start_char"] : entity["end_char"]] == entity["text"]
+
+
 @SLOW
 def test_n_process_2_gives_the_entities_of_one_process(tiny_pipeline_dir, work):
     """Forked workers (spaCy's nlp.pipe n_process) find what one process finds;
@@ -231,6 +256,24 @@ def test_n_process_2_gives_the_entities_of_one_process(tiny_pipeline_dir, work):
     assert not stale.exists()
 
 
+# The probe (tests/signal_probe.py): `python -m pos_ner` that reports its states on stderr,
+# each on a line of its own after this prefix.
+PROBE = [sys.executable, "-m", "signal_probe"]
+PROBE_PREFIX = "pos-ner-probe:"
+# A process that inherited SIGINT ignored, as a non-interactive shell starts `command &`
+# (a CI script, a test runner started that way): Python then installs no KeyboardInterrupt.
+SIGINT_IGNORED = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])",
+]
+# Seconds a stopped command may take to exit before it counts as hung.
+STOP_TIMEOUT = 60
+BIG_LINE = "Anna Berg lives in Paris and works for Globex .\n"
+# A batch of 32 such lines is more than a pipe holds (64 KiB): spaCy's queue to a worker fills up.
+LONG_LINE = " ".join(["Anna Berg lives in Paris and works for Globex ."] * 60) + "\n"
+
+
 def signal_masks(pid: int) -> str:
     """Each thread's name and SigBlk/SigIgn/SigCgt masks from /proc (Linux; else empty)."""
     lines = []
@@ -246,47 +289,203 @@ def signal_masks(pid: int) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize(
-    "signum,n_process",
-    [
-        (signal.SIGTERM, 1),
-        pytest.param(signal.SIGINT, 1, marks=SLOW),
-        # The workers are stopped first: spaCy's cleanup would wait for a worker blocked writing results.
-        pytest.param(signal.SIGTERM, 2, marks=SLOW),
-    ],
-    ids=["SIGTERM", "SIGINT", "SIGTERM-n_process-2"],
-)
-def test_signal_mid_run_leaves_no_temp_file_and_the_earlier_output(signum, n_process, tiny_pipeline_dir, work):
-    folder = work / f"signal_{signum}_{n_process}"
-    folder.mkdir()
-    source = folder / "big.txt"
-    source.write_text("Anna Berg lives in Paris and works for Globex .\n" * 100_000, encoding="utf8")
+class Probed:
+    """`pos-ner ARGS` under the probe, in the background; `wait_for` blocks on
+    its stderr until it reports a state, `stop` signals it and waits for it."""
+
+    def __init__(self, *args, env=None, launcher=()):
+        environment = {key: value for key, value in os.environ.items() if key != "POS_NER_DEBUG"}
+        tests = str(Path(__file__).resolve().parent)
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [tests, environment.get("PYTHONPATH")]))
+        environment.update(env or {})
+        command = [*launcher, *PROBE, *map(str, args)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment
+        )
+        self.lines: queue.Queue[Optional[str]] = queue.Queue()
+        self.stderr: List[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.process.stderr:
+            self.lines.put(line.decode("utf8", "replace"))
+        self.lines.put(None)
+
+    def wait_for(self, state: str, timeout: float = TIMEOUT) -> None:
+        """Block until the process reports `state` (fails if it exits first)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.process.kill()
+                pytest.fail(f"no '{state}' within {timeout} s:\n{''.join(self.stderr)}")
+            if line is None:
+                self.process.wait()
+                pytest.fail(f"exited ({self.process.returncode}) before '{state}':\n{''.join(self.stderr)}")
+            self.stderr.append(line)
+            if line.strip() == f"{PROBE_PREFIX} {state}":
+                return
+
+    def stop(self, signum: int) -> Tuple[Optional[int], str, float, str]:
+        """Send `signum`; (exit status or None if it did not exit within
+        STOP_TIMEOUT, its stderr without the probe's lines, seconds to exit,
+        the signal masks it met)."""
+        masks = signal_masks(self.process.pid)
+        start = time.monotonic()
+        self.process.send_signal(signum)
+        try:
+            returncode: Optional[int] = self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            returncode = None
+            self.process.kill()
+            self.process.wait()
+        seconds = time.monotonic() - start
+        self.reader.join(timeout=10)
+        while not self.lines.empty():
+            line = self.lines.get()
+            if line is not None:
+                self.stderr.append(line)
+        stderr = "".join(line for line in self.stderr if not line.startswith(PROBE_PREFIX))
+        return returncode, stderr, seconds, masks
+
+
+@pytest.fixture(scope="module")
+def big_inputs(work):
+    """Inputs no run finishes before it is stopped: short lines, and long ones."""
+    short, long = work / "big.txt", work / "long.txt"
+    short.write_text(BIG_LINE * 100_000, encoding="utf8")
+    long.write_text(LONG_LINE * 3_000, encoding="utf8")
+    return {"short": short, "long": long}
+
+
+def stop_mid_run(model, source, folder, signum, state, n_process=1, launcher=()):
+    """Run predict over `source` into `folder`/out.jsonl (which holds EARLIER),
+    send `signum` once the run reports `state`; (exit status, stderr, seconds, masks)."""
     output = folder / "out.jsonl"
     output.write_bytes(EARLIER)
-    environment = {key: value for key, value in os.environ.items() if key != "POS_NER_DEBUG"}
-    command = [sys.executable, "-m", "pos_ner", "predict", str(tiny_pipeline_dir), str(source), str(output)]
-    command += ["--n-process", str(n_process)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    env = {"PROBE_RECORD": state.split()[1]} if state.startswith("record ") else {}
+    run = Probed("predict", model, source, output, "--n-process", n_process, env=env, launcher=launcher)
     try:
-        deadline = time.monotonic() + TIMEOUT
-        # Mid-run: the temporary output exists and has records in it.
-        while not any(p.stat().st_size > 0 for p in folder.glob(".out.jsonl.*.tmp")):
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "no temporary output appeared"
-            time.sleep(0.2)
-        # What the signal meets, per thread (blocked, ignored, caught), for the
-        # failure message: a SIGINT once went unnoticed (the run finished, exit 0).
-        masks = signal_masks(process.pid)
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
+        run.wait_for(state)
+        return run.stop(signum)
     finally:
-        process.kill()
-    assert process.returncode == (143 if signum == signal.SIGTERM else 130), f"{stderr}\n{masks}"
-    assert "Traceback" not in stderr
-    if signum == signal.SIGTERM:
-        assert stderr.strip().splitlines()[-1] == "pos-ner predict: terminated"
-    assert output.read_bytes() == EARLIER
-    assert sorted(p.name for p in folder.iterdir()) == ["big.txt", "out.jsonl"]
+        run.process.kill()
+
+
+def stopped_cleanly(outcome, signum, folder, source) -> str:
+    """Why the stopped run is not as it should be ('' if it is)."""
+    returncode, stderr, seconds, masks = outcome
+    expected = 143 if signum == signal.SIGTERM else 130
+    if returncode is None:
+        return f"still running {STOP_TIMEOUT} s after {signum.name}\n{stderr}\n{masks}"
+    if returncode != expected:
+        return f"exit status {returncode}, expected {expected} ({seconds:.1f} s)\n{stderr}\n{masks}"
+    if "Traceback" in stderr:
+        return f"a traceback\n{stderr}"
+    lines = stderr.strip().splitlines()
+    if signum == signal.SIGTERM and lines[-1:] != ["pos-ner predict: terminated"]:
+        return f"no 'terminated' line\n{stderr}"
+    if signum == signal.SIGINT and lines:
+        return f"something on stderr\n{stderr}"
+    if (folder / "out.jsonl").read_bytes() != EARLIER:
+        return "the earlier output changed"
+    left = sorted(p.name for p in folder.iterdir() if p != source)
+    if left != ["out.jsonl"]:
+        return f"left behind: {left}"
+    return ""
+
+
+@pytest.mark.parametrize(
+    "signum,state,n_process,inherited",
+    [
+        (signal.SIGTERM, "record 100", 1, ""),
+        # The failure this guards against: a run started with SIGINT ignored could not be interrupted.
+        (signal.SIGINT, "record 100", 1, "SIGINT ignored"),
+        pytest.param(signal.SIGINT, "record 100", 1, "", marks=SLOW),
+        pytest.param(signal.SIGINT, "loading", 1, "", marks=SLOW),
+        pytest.param(signal.SIGTERM, "loading", 1, "", marks=SLOW),
+        pytest.param(signal.SIGINT, "loaded", 1, "", marks=SLOW),
+        # The workers are stopped first: spaCy's cleanup would wait for a worker blocked writing
+        # results, and the interpreter's exit for the texts queued to a worker that is gone (by
+        # record 800 of long lines the parent has queued more than a pipe holds; exit hung).
+        pytest.param(signal.SIGTERM, "record 800", 2, "", marks=SLOW),
+        pytest.param(signal.SIGINT, "record 800", 2, "", marks=SLOW),
+    ],
+    ids=[
+        "SIGTERM",
+        "SIGINT-inherited-ignored",
+        "SIGINT",
+        "SIGINT-loading",
+        "SIGTERM-loading",
+        "SIGINT-first-batch",
+        "SIGTERM-n_process-2",
+        "SIGINT-n_process-2",
+    ],
+)
+def test_signal_mid_run_leaves_no_temp_file_and_the_earlier_output(
+    signum, state, n_process, inherited, tiny_pipeline_dir, work, big_inputs, request
+):
+    """Sent when the run reports `state` (model loading, the first batch, mid-stream),
+    never after a guessed delay."""
+    folder = work / request.node.callspec.id
+    folder.mkdir()
+    source = big_inputs["long" if n_process > 1 else "short"]
+    launcher = SIGINT_IGNORED if inherited else ()
+    outcome = stop_mid_run(tiny_pipeline_dir, source, folder, signum, state, n_process, launcher)
+    assert not stopped_cleanly(outcome, signum, folder, source)
+
+
+REPEATS = 20
+
+
+@SLOW
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_run_repeatedly_stops_every_run(signum, tiny_pipeline_dir, work, big_inputs):
+    """The mid-run signal REPEATS times, so that a rare lost signal or hang shows
+    up (run it beside a CPU burner to see it under load)."""
+    failures, seconds = [], []
+    for attempt in range(REPEATS):
+        folder = work / f"repeat_{signum.name}_{attempt}"
+        folder.mkdir()
+        outcome = stop_mid_run(tiny_pipeline_dir, big_inputs["short"], folder, signum, "record 100")
+        seconds.append(outcome[2])
+        reason = stopped_cleanly(outcome, signum, folder, big_inputs["short"])
+        if reason:
+            failures.append(f"run {attempt + 1}: {reason}")
+    summary = f"{REPEATS - len(failures)}/{REPEATS} stopped cleanly; seconds to exit: max {max(seconds):.1f}"
+    print(f"{signum.name}: {summary}, median {sorted(seconds)[REPEATS // 2]:.1f}")
+    assert not failures, summary + "\n" + "\n\n".join(failures)
+
+
+@pytest.mark.parametrize(
+    "signum,where",
+    [(signal.SIGINT, "set_name"), (signal.SIGTERM, "set_name"), (signal.SIGINT, "exec")],
+    ids=["SIGINT-turned-into-an-import-error", "SIGTERM-turned-into-an-import-error", "SIGINT-in-exec-code"],
+)
+def test_a_signal_a_library_turns_into_an_error_still_stops_the_command(
+    signum, where, tiny_pipeline_dir, text_input, work
+):
+    """A signal while the model loads can reach the command as another error
+    (CPython 3.11 turns one raised in a class's creation into RuntimeError,
+    transformers' lazy import that into ModuleNotFoundError: 'cannot load the
+    pipeline', exit 1) or, from code run from a string, leave the interpreter
+    to end by SIGINT after exit 130 (exit status -2). It stops as the signal asks."""
+    output = work / f"turned_{where}_{signum.name}.jsonl"
+    output.write_bytes(EARLIER)
+    env = {"PROBE_SIGNAL_IN_LOAD": where, "PROBE_SIGNAL": signum.name[3:]}
+    run = Probed("predict", tiny_pipeline_dir, text_input, output, env=env)
+    try:
+        run.process.wait(timeout=TIMEOUT)
+    finally:
+        run.process.kill()
+    run.reader.join(timeout=10)
+    stderr = "".join(line for line in iter(run.lines.get, None) if not line.startswith(PROBE_PREFIX))
+    expected = 143 if signum == signal.SIGTERM else 130
+    assert run.process.returncode == expected, stderr
+    assert stderr == ("pos-ner predict: terminated\n" if signum == signal.SIGTERM else "")
+    assert output.read_bytes() == EARLIER and leftovers(work) == []
 
 
 @contextmanager

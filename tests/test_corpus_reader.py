@@ -5,6 +5,7 @@ import random
 import subprocess
 import sys
 
+import pytest
 import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +13,7 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 from spacy.util import load_config, registry
 
-from pos_ner.corpus import cut_bounds
+from pos_ner.corpus import cut_bounds, hold_out
 
 from conftest import ROOT, make_doc, make_docs, write_docbin
 
@@ -198,3 +199,65 @@ def test_spacy_finds_the_augmenter_through_its_entry_point(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "pos_ner.corpus"
+
+
+def long_doc(vocab, rng, n_sents, free_every=100):
+    words, starts = [], []
+    for _ in range(n_sents):
+        n = rng.randint(5, 30)
+        words += [f"w{len(words) + i}" for i in range(n)]
+        starts += [True] + [False] * (n - 1)
+    doc = Doc(vocab, words=words, sent_starts=starts)
+    # An entity across every sentence boundary but one in `free_every`: the cut may only take those.
+    bounds = [sent.start for sent in doc.sents][1:]
+    doc.ents = [Span(doc, b - 1, b + 1, "X") for n, b in enumerate(bounds) if n % free_every]
+    return doc
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hold_out_takes_a_token_share_from_a_few_long_documents(seed):
+    # Five long documents (~47k tokens): one whole document would be ~20-30 % of the tokens.
+    vocab = spacy.blank("en").vocab
+    rng = random.Random(3)
+    docs = [long_doc(vocab, rng, n) for n in (900, 800, 700, 900, 600)]
+    held = hold_out(docs, 0.1, seed)
+    n_dev, n_all = sum(map(len, held.dev)), sum(map(len, docs))
+    assert 0.08 <= n_dev / n_all <= 0.12
+    assert held.n_cut == 1 and len(held.dev) == 1 and len(held.kept) == 5
+    # Nothing lost: the cut document's start is in training, its end in dev, entities whole.
+    assert sorted(t.text for d in held.kept + held.dev for t in d) == sorted(t.text for d in docs for t in d)
+    assert entity_texts(held.kept + held.dev) == entity_texts(docs)
+    assert held.dev[0].has_annotation("SENT_START")
+    assert f"0 whole and the end of 1 (cut at a sentence boundary) of 5 training documents" in held.describe(0.1, seed)
+    # The same seed, the same split.
+    assert [d.text for d in hold_out(docs, 0.1, seed).dev] == [d.text for d in held.dev]
+
+
+def test_hold_out_keeps_whole_documents_when_they_fit():
+    vocab = spacy.blank("en").vocab
+    rng = random.Random(4)
+    docs = [long_doc(vocab, rng, rng.randint(1, 30)) for _ in range(60)]
+    n_all = sum(map(len, docs))
+    splits = {}
+    for seed in range(3):
+        held = hold_out(docs, 0.1, seed)
+        assert held.n_cut == 0 and len(held.kept) + len(held.dev) == 60
+        assert 0.08 <= sum(map(len, held.dev)) / n_all <= 0.12
+        kept_ids = {id(d) for d in held.kept}
+        assert all(id(d) not in kept_ids for d in held.dev)
+        # Each side keeps the file's order.
+        assert [d for d in docs if id(d) in kept_ids] == held.kept
+        splits[seed] = [d.text for d in held.dev]
+    assert len({tuple(s) for s in splits.values()}) == 3, "different seeds, different draws"
+
+
+def test_hold_out_from_one_document_and_from_nothing_it_can_cut():
+    vocab = spacy.blank("en").vocab
+    held = hold_out([long_doc(vocab, random.Random(5), 200, free_every=5)], 0.1, 0)
+    assert len(held.kept) == len(held.dev) == 1
+    assert 0.08 <= len(held.dev[0]) / (len(held.dev[0]) + len(held.kept[0])) <= 0.12
+    one_sentence = Doc(vocab, words=["a", "b", "c"])
+    with pytest.raises(ValueError, match="give a dev file"):
+        hold_out([one_sentence], 0.1, 0)
+    with pytest.raises(ValueError, match="give a dev file"):
+        hold_out([], 0.1, 0)

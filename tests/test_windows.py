@@ -1,8 +1,10 @@
 """Encoder windows bounded in wordpieces: every token gets a vector, however
 many wordpieces one token splits into."""
 
+import logging
 import random
 from bisect import bisect_right
+from contextlib import contextmanager
 from itertools import accumulate
 
 import numpy
@@ -21,6 +23,7 @@ from pos_ner.windows import (
     sentences_of,
     window_bounds,
     wordpiece_counts,
+    wordpiece_lengths,
 )
 
 from conftest import ROOT, build_nlp, make_doc, make_examples
@@ -112,6 +115,46 @@ def test_a_token_of_thousands_of_wordpieces_keeps_every_token_aligned(nlp):
     tensor = trf.tensors[0].reshape(-1, trf.tensors[0].shape[-1])
     after = [token for token in doc if token.i > long_token.i]
     assert all(numpy.abs(tensor[align[token.i].data.ravel()]).sum() > 0 for token in after)
+
+
+TOO_LONG = "longer than the specified maximum sequence length"
+
+
+@contextmanager
+def too_long_warnings():
+    """The messages of transformers' too-long-sequence warning logged in the block."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("transformers.tokenization_utils_base")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        messages[:] = [message for message in messages if TOO_LONG in message]
+
+
+def test_counting_an_overlong_token_gives_no_false_warning(tiny_bert):
+    """Counting is not encoding: a token of more wordpieces than the encoder's
+    maximum is counted without the warning that it "will result in indexing errors"."""
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert), model_max_length=256)
+    with too_long_warnings() as counted:
+        assert wordpiece_lengths(tokenizer, ["." * 804, "paris"]) == [804, 1]
+    assert counted == []
+    with too_long_warnings() as encoded:  # the warning is there for a text tokenized to be encoded
+        tokenizer(["." * 804], add_special_tokens=False)
+    assert encoded and "804 > 256" in encoded[0]
+
+
+def test_the_pipeline_gives_no_false_warning_for_an_overlong_token(tiny_pipeline_dir):
+    """The token's own window is longer than the maximum; spacy-transformers cuts
+    it to the maximum before the encoder sees it, so no warning either."""
+    nlp = spacy.load(tiny_pipeline_dir)  # a fresh tokenizer: transformers warns once per tokenizer
+    with too_long_warnings() as messages:
+        doc = nlp(LONG_TOKEN_TEXT)
+    assert messages == []
+    assert doc._.trf_data.wordpieces.input_ids.shape[1] <= 256
 
 
 def test_windows_hold_at_most_window_wordpieces(nlp):

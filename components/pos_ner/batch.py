@@ -24,6 +24,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -266,6 +268,7 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None) -
     # No usage statistics from a cluster the user never asked for (set it to 1 to send them).
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     quiet: Dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     try:
         if address:
             ray.init(address=address, **quiet)
@@ -274,6 +277,11 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None) -
     except Exception as error:
         where = f"cannot connect to the Ray cluster at {address}" if address else "cannot start a local Ray cluster"
         raise BatchError(f"{where}: {type(error).__name__}: {_first_line(error)}") from None
+    # ray.init replaces the driver's SIGTERM handler with one that exits with status 15 (or 1);
+    # the caller's (`pos-ner`: SystemExit(143), a clean-up like any other command's) is put
+    # back. Leaving the block shuts the local cluster down either way (`finally` below).
+    if callable(on_sigterm) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield not address
     finally:

@@ -22,6 +22,7 @@ POS features can give, for experiments, never for a model to ship.
 """
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Set, Tuple
 
@@ -197,3 +198,75 @@ def create_corpus_reader(
     return BoundedCorpus(
         Path(path), max_doc_tokens, gold_preproc=gold_preproc, limit=limit, augmenter=augmenter, gold_tags=gold_tags
     )
+
+
+@dataclass
+class HeldOut:
+    """What `hold_out` did: the two sides and the counts it reports."""
+
+    kept: List[Doc]
+    dev: List[Doc]
+    n_docs: int
+    n_cut: int
+
+    def describe(self, share: float, seed: int) -> str:
+        n_dev, n_all = sum(len(doc) for doc in self.dev), sum(len(doc) for doc in self.kept + self.dev)
+        n_sents = sum(len(sentence_bounds(doc)) for doc in self.dev)
+        whole = len(self.dev) - self.n_cut
+        parts = f"{whole} whole" + (f" and the end of {self.n_cut} (cut at a sentence boundary)" if self.n_cut else "")
+        return (
+            f"held out: {parts} of {self.n_docs} training documents; {n_sents} sentences; "
+            f"{n_dev} of {n_all} tokens ({n_dev / max(n_all, 1):.1%}; dev share {share}, seed {seed})"
+        )
+
+
+def hold_out(docs: List[Doc], share: float, seed: int, tolerance: float = 0.2) -> HeldOut:
+    """Hold out about `share` of the tokens of `docs` as a dev set, drawn with
+    `seed` (the same seed, the same split).
+
+    Whole documents are drawn in a seeded order and kept for dev while they fit
+    within `tolerance` above the target; a document that would overshoot it is
+    left in training. When the documents drawn stay more than `tolerance` below
+    the target (too few documents, or long ones), the next long document in the
+    draw is cut once, at the sentence boundary (never inside an entity) that
+    brings the dev set closest to the target: its end goes to dev, its start
+    stays in training. Each side keeps the input's order; no token is lost."""
+    n_tokens = sum(len(doc) for doc in docs)
+    target = share * n_tokens
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    dev_ids: Set[int] = set()
+    n_dev = 0
+    for i in order:
+        if n_dev >= target * (1 - tolerance):
+            break
+        if len(docs[i]) and n_dev + len(docs[i]) <= target * (1 + tolerance) and len(dev_ids) < len(docs) - 1:
+            dev_ids.add(i)
+            n_dev += len(docs[i])
+    kept = [doc for i, doc in enumerate(docs) if i not in dev_ids]
+    dev = [doc for i, doc in enumerate(docs) if i in dev_ids]
+    n_cut = 0
+    if n_dev < target * (1 - tolerance):
+        need = target - n_dev
+        for i in order:
+            cut = None if i in dev_ids else closest_cut(docs[i], need)
+            if cut is not None:
+                doc = docs[i]
+                kept[kept.index(doc)] = doc[:cut].as_doc(copy_user_data=True)
+                dev.append(doc[cut:].as_doc(copy_user_data=True))
+                n_cut = 1
+                break
+    if not dev:
+        raise ValueError(
+            f"cannot hold out {share} of {n_tokens} tokens from {len(docs)} document(s) at a sentence boundary "
+            "outside an entity; give a dev file"
+        )
+    return HeldOut(kept, dev, len(docs), n_cut)
+
+
+def closest_cut(doc: Doc, need: float) -> Optional[int]:
+    """The sentence start (not inside an entity, not the Doc's first token)
+    that leaves the number of tokens after it closest to `need`, or None."""
+    inside = {i for ent in doc.ents for i in range(ent.start + 1, ent.end)}
+    starts = [start for start, _ in sentence_bounds(doc) if 0 < start and start not in inside]
+    return min(starts, key=lambda start: abs(len(doc) - start - need), default=None)

@@ -36,6 +36,10 @@ from spacy_transformers.util import registry
 
 from .windows import WORDPIECE_WINDOWS, WordpieceCounter, doc_windows, encoder_max_length
 
+# The key of transformers' "Token indices sequence length is longer than the specified
+# maximum sequence length for this model" warning in a tokenizer's `deprecation_warnings`.
+TOO_LONG_WARNING = "sequence-length-is-longer-than-the-specified-maximum"
+
 
 class WordpieceWindows:
     """The span getter: call it on a batch of Docs for each Doc's windows."""
@@ -61,6 +65,14 @@ class WordpieceWindows:
         # Without a declared maximum spacy-transformers cannot cut an over-long token's
         # wordpieces, and the position embeddings would fail on it.
         tokenizer.model_max_length = encoder_max_length(tokenizer, self.model.transformer)
+        # spacy-transformers tokenizes each window whole, and the one window longer than the
+        # maximum (a token of more wordpieces than `window`, alone) it cuts to the maximum
+        # (truncate_oversize_splits) before the encoder sees it: the tokenizer's warning that
+        # such a sequence "will result in indexing errors" is untrue for this pipeline. Marked
+        # as given (transformers gives it once per tokenizer), for this tokenizer only.
+        warnings_given = getattr(tokenizer, "deprecation_warnings", None)
+        if isinstance(warnings_given, dict):
+            warnings_given[TOO_LONG_WARNING] = True
         if self.window + tokenizer.num_special_tokens_to_add() > tokenizer.model_max_length:
             raise ValueError(
                 f"{WORDPIECE_WINDOWS}: window = {self.window} wordpieces does not fit the encoder's "

@@ -92,10 +92,15 @@ def encoder_max_length(tokenizer: Any, transformer: Any) -> int:
 
 
 def wordpiece_lengths(tokenizer: Any, texts: Sequence[str]) -> List[int]:
-    """Wordpieces of each text, each tokenized on its own, special tokens left out."""
+    """Wordpieces of each text, each tokenized on its own, special tokens left out.
+
+    Quietly (`verbose=False`): a text is counted here, never run through the
+    encoder as it is, so the tokenizer's warning that a text longer than its
+    maximum "will result in indexing errors" (a token of hundreds of wordpieces)
+    is untrue here; the windows are what keep the encoder within its maximum."""
     if not texts:
         return []
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
 
 
 def wordpiece_counts(tokenizer: Any, doc: Doc) -> List[int]:
@@ -107,7 +112,7 @@ class WordpieceCounter:
     """`wordpiece_counts` with the count of each distinct token text kept, so a
     word is tokenized once, not again in every document and every training step
     (the per-word tokenizer call is a measurable share of a served request's time;
-    see benchmarks/RESULTS.md).
+    see the project's benchmark results).
     The cache holds plain strings (nothing of a Doc's memory zone) and starts
     over once it holds `max_entries` texts."""
 

@@ -1,8 +1,9 @@
 """`pos-ner` / `python -m pos_ner`: one typer app, one module per sub-command
 (in the style of spaCy's own `spacy/cli`).
 
-`setup_cli` is the entry point of both. It makes SIGTERM clean up like Ctrl-C
-(no temporary files are left behind) and turns every failure into one line on
+`setup_cli` is the entry point of both. It makes SIGINT and SIGTERM stop a
+command (exit 130 and 143), even where the process inherited them ignored, with
+no temporary file left behind, and turns every failure into one line on
 stderr with a non-zero exit status: usage errors (exit 2), errors the commands
 anticipate (their own message, usually exit 1) and, as a last resort,
 `pos-ner COMMAND: error: Type: message` for anything else (exit 1). Set

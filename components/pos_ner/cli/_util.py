@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..backends import ONNX_META_FILE, Backend, load
-from ..io.files import OutputError, check_output, handle_termination
+from ..io.files import OutputError, check_output, handle_termination, raise_if_stopped, stop_signal
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -66,7 +66,10 @@ TERMINATED = 128 + signal.SIGTERM
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print a one-line error to stderr and exit with `code`."""
+    """Print a one-line error to stderr and exit with `code`. After a SIGINT or
+    SIGTERM the error is the signal's doing (a library turned its exception
+    into one of its own): the command stops as the signal asks instead."""
+    raise_if_stopped()
     typer.echo(message, err=True)
     raise typer.Exit(code)
 
@@ -179,11 +182,14 @@ def load_pipeline(model: str, backend: Backend = Backend.pytorch, **kwargs: Any)
     if Backend(backend).is_onnx:
         require_extras(f"pos-ner: --backend {Backend(backend).value}", "onnx")
     try:
-        return load(model, backend, **kwargs)
+        nlp = load(model, backend, **kwargs)
     except Exception as error:
+        raise_if_stopped()  # an interrupt that a library turned into a load error
         if debug():
             raise
         fail(f"{model}: cannot load the pipeline: {load_reason(model, error, backend)}")
+    raise_if_stopped()  # an interrupt that a library swallowed while loading
+    return nlp
 
 
 def require_file(path: Union[str, Path], what: str = "file", code: int = 1) -> Path:
@@ -244,7 +250,9 @@ def is_usage_error(error: BaseException) -> bool:
 
 def run_cli(cli: typer.Typer, prog_name: str, args: Optional[List[str]] = None) -> NoReturn:
     """Run the typer app `cli` as the command `prog_name` on `args` (default:
-    sys.argv[1:]) and exit: SIGTERM cleans up like Ctrl-C, and every failure is
+    sys.argv[1:]) and exit: SIGINT and SIGTERM stop the command, which cleans up
+    (exit 130 and 143, whatever signal handling the process inherited; see
+    `handle_termination`), and every failure is
     one line on stderr with a non-zero exit status: usage errors (exit 2), the
     errors the commands anticipate (their own message, usually exit 1) and, as a
     last resort, `PROG COMMAND: error: Type: message` (exit 1; POS_NER_DEBUG=1
@@ -259,11 +267,18 @@ def run_cli(cli: typer.Typer, prog_name: str, args: Optional[List[str]] = None) 
     except typer.Abort:
         typer.echo(f"{prefix}: aborted", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:  # typer turns one in the command into exit 130; this one came after it
+        sys.exit(128 + signal.SIGINT)
     except SystemExit as exit_:
         if exit_.code == TERMINATED:
             typer.echo(f"{prefix}: terminated", err=True)
         raise
     except Exception as error:
+        stopped = stop_signal()
+        if stopped is not None:  # the error followed a SIGINT or SIGTERM: stop as the signal asks
+            if 128 + stopped == TERMINATED:
+                typer.echo(f"{prefix}: terminated", err=True)
+            sys.exit(128 + stopped)
         if is_usage_error(error):  # a bad option or argument: one line and where to look
             message = error.format_message()  # type: ignore[attr-defined]
             typer.echo(f"{prefix}: error: {message} (see '{prefix} --help')", err=True)

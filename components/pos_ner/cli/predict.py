@@ -11,7 +11,9 @@ so OUTPUT and its rejects file always come from the same run. Both are written
 atomically: a failed or interrupted run leaves an earlier OUTPUT as it was.
 """
 
+import gc
 import multiprocessing
+import multiprocessing.queues
 import os
 import signal
 import sys
@@ -24,7 +26,7 @@ from typing import IO, Any, Deque, Dict, Iterator, Optional
 import typer
 
 from ..backends import BACKEND_HELP, Backend
-from ..io.files import atomic_file, check_output
+from ..io.files import atomic_file, check_output, raise_if_stopped
 from ..io.records import (
     NO_ID,
     BadRecord,
@@ -45,13 +47,21 @@ from ._util import app, fail, load_pipeline, model_location
 _WORKERS_IGNORE_SIGINT = False
 
 
+def _worker_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def workers_ignore_sigint() -> None:
     """Make forked nlp.pipe workers ignore SIGINT. Ctrl-C reaches the whole
     process group, and a worker's KeyboardInterrupt would print a traceback;
-    the parent stops them instead (`stop_workers`)."""
+    the parent stops them instead (`stop_workers`). SIGTERM, which is how the
+    parent stops them, ends a worker at once (its default action) instead of
+    running the parent's handler it inherited: the worker has nothing to clean
+    up, and a Python handler would wait for the batch it is running."""
     global _WORKERS_IGNORE_SIGINT
     if not _WORKERS_IGNORE_SIGINT:
-        os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        os.register_at_fork(after_in_child=_worker_signals)
         _WORKERS_IGNORE_SIGINT = True
 
 
@@ -60,10 +70,19 @@ def stop_workers() -> None:
     (a signal, a fatal bad record, a write error) spaCy joins its workers, but
     a worker blocked writing results waits forever: its siblings hold the read
     end of its pipe. Terminated, they exit at once; the warning that they did
-    not finish (W127) is then expected and silenced."""
+    not finish (W127) is then expected and silenced.
+
+    The texts the parent still holds for them are dropped too: a Queue's feeder
+    thread writing a batch to a worker's pipe (a batch of long documents is more
+    than a pipe holds) would block for good once nobody reads it, and the
+    interpreter joins that thread at exit, so the parent would never exit."""
     warnings.filterwarnings("ignore", message=r"\[W127\]")
     for child in multiprocessing.active_children():
         child.terminate()
+    # spaCy's own queues (in Language._multiprocessing_pipe): no reference to them but the collector's.
+    # type(), not isinstance(): that would read `__class__`, and torch's deprecated aliases warn on it.
+    for queue in [obj for obj in gc.get_objects() if issubclass(type(obj), multiprocessing.queues.Queue)]:
+        queue.cancel_join_thread()
 
 
 @contextmanager
@@ -221,6 +240,7 @@ def predict(
             workers_ignore_sigint()
             stack.enter_context(workers_stopped_on_exit())
         for doc in docs:
+            raise_if_stopped()  # a SIGINT or SIGTERM whose exception a library swallowed
             record = pending.popleft()
             entities = doc_to_entities(doc, with_tokens=fmt == Format.tokens)
             try:

@@ -1,9 +1,10 @@
+import re
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import typer
 
-from ._util import OVERRIDES, app, gpu_id, parse_overrides
+from ._util import OVERRIDES, app, fail, gpu_id, parse_overrides
 
 MAX_STEPS = "training.max_steps"
 TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
@@ -36,6 +37,17 @@ def sync_overrides(config_path: Path, overrides: Dict[str, Any], transformer: Op
     return overrides
 
 
+def parse_pairs(text: str) -> Dict[str, Any]:
+    """`section.key=value` pairs separated by whitespace (a value may hold
+    spaces, e.g. JSON: a pair starts where a `section.key=` follows whitespace),
+    as `--section.key value` overrides; values are read as spaCy reads them."""
+    items = [item for item in re.split(r"\s+(?=[\w-]+(?:\.[\w-]+)+=)", text.strip()) if item]
+    bad = [item for item in items if not re.match(r"[\w-]+(?:\.[\w-]+)+=", item)]
+    if bad:
+        fail(f"pos-ner train: --overrides: {bad[0]!r} is not section.key=value (e.g. training.max_steps=400)")
+    return parse_overrides([f"--{item}" for item in items])
+
+
 @app.command("train", context_settings=OVERRIDES)
 def train_cli(
     ctx: typer.Context,
@@ -45,13 +57,19 @@ def train_cli(
     transformer: Optional[str] = typer.Option(
         None, "--transformer", help="Encoder (Hugging Face name or folder) of the config's transformer, if it has one"
     ),
+    pairs: str = typer.Option(
+        "",
+        "--overrides",
+        help="More overrides as 'section.key=value' pairs separated by spaces (what a project variable can hold)",
+    ),
 ) -> None:
     """`spacy train` on the GPU when there is one, else on the CPU. Extra
-    `--section.key value` options override the config; `--training.max_steps`
-    alone moves the end of the learning-rate schedule with it."""
+    `--section.key value` options (and `--overrides 'section.key=value ...'`,
+    which wins over them) override the config; `--training.max_steps` alone
+    moves the end of the learning-rate schedule with it."""
     from spacy.cli.train import train
 
-    overrides = sync_overrides(config_path, parse_overrides(ctx.args), transformer)
+    overrides = sync_overrides(config_path, {**parse_overrides(ctx.args), **parse_pairs(pairs)}, transformer)
     use_gpu = gpu_id(gpu)
     typer.echo(f"Training on {'GPU ' + str(use_gpu) if use_gpu >= 0 else 'CPU'}")
     train(config_path, output_path, use_gpu=use_gpu, overrides=overrides)

@@ -8,9 +8,11 @@ Every command that writes a file goes through here:
 - `atomic_file` / `atomic_dir` write to a temporary path in the output's own
   folder and rename it into place only when the block ends without an
   exception, so a good earlier output survives a failed run; the temporary path
-  is removed on every exit path. `handle_termination` turns SIGTERM into
-  `SystemExit`, so a terminated run cleans up too (SIGINT already raises
-  `KeyboardInterrupt`).
+  is removed on every exit path. `handle_termination` makes SIGTERM raise
+  `SystemExit` and SIGINT `Interrupted` (a `KeyboardInterrupt`), whatever the
+  process inherited, so a terminated or interrupted run cleans up too;
+  `raise_if_stopped` raises that exception again where a library turned it into
+  an error of its own or swallowed it.
 """
 
 import os
@@ -212,12 +214,64 @@ def _inside(path: Path, *folders: Path) -> bool:
     return any(resolved == _resolve(folder) or _resolve(folder) in resolved.parents for folder in folders)
 
 
+class Interrupted(KeyboardInterrupt):
+    """The `KeyboardInterrupt` of a SIGINT (`handle_termination`).
+
+    A subclass, not KeyboardInterrupt itself: CPython marks a plain
+    KeyboardInterrupt that leaves code run from a string (exec/eval: namedtuple
+    and dataclass creation while the model's modules are imported) as unhandled
+    and then, under `python -m`, ends the process by SIGINT after the command's
+    own `sys.exit(130)`: exit status -2 instead of 130, by chance."""
+
+
+# The SIGINT or SIGTERM that asked this process to stop, once one has.
+_stop_signal: Optional[int] = None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    global _stop_signal
+    _stop_signal = signum
+    raise Interrupted()
+
+
 def _terminate(signum: int, frame: object) -> None:
+    global _stop_signal
+    _stop_signal = signum
     raise SystemExit(128 + signum)
 
 
 def handle_termination() -> None:
-    """Make SIGTERM raise `SystemExit(143)` so `finally` blocks and the
-    temporary-file cleanup above run when a command is terminated."""
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    """Make SIGTERM raise `SystemExit(143)` and SIGINT `Interrupted`, so
+    `finally` blocks and the temporary-file cleanup above run when a command
+    is stopped.
+
+    Both are installed even where the process inherited the signal ignored: a
+    non-interactive shell starts `command &` with SIGINT ignored (and Python
+    then installs no KeyboardInterrupt of its own), so a test runner, a CI
+    script or a batch job started that way could not interrupt a command at
+    all. A handler of the caller's own is kept (Python's default SIGINT one is
+    replaced by this one, which raises a subclass of the same exception)."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
         signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_DFL, signal.SIG_IGN, None, signal.default_int_handler):
+        signal.signal(signal.SIGINT, _interrupt)
+
+
+def stop_signal() -> Optional[int]:
+    """The SIGINT or SIGTERM received since `handle_termination`, if any."""
+    return _stop_signal
+
+
+def raise_if_stopped() -> None:
+    """Raise the exception of a SIGINT or SIGTERM received earlier again.
+
+    A signal's exception can surface anywhere, and not every library lets it
+    through: CPython 3.11 turns one raised while a class is created (importing
+    a module) into RuntimeError, transformers' lazy imports turn that into
+    ModuleNotFoundError, spaCy's `is_package` swallows it. Called where the
+    commands report errors and between records, this stops the command as the
+    signal asked instead of reporting a failure or carrying on."""
+    if _stop_signal == signal.SIGINT:
+        raise Interrupted()
+    if _stop_signal is not None:
+        raise SystemExit(128 + _stop_signal)

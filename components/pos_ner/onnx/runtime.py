@@ -175,6 +175,7 @@ class OnnxNer:
             return_offsets_mapping=True,
             return_tensors="np",
             padding="longest",
+            verbose=False,  # a window over the maximum (one long token) is cut below: its warning is untrue
         )
         # spacy-transformers drops the wordpieces beyond the model's maximum length.
         width = min(encoding["input_ids"].shape[1], self.meta["max_length"])
