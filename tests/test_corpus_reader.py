@@ -228,7 +228,7 @@ def test_hold_out_takes_a_token_share_from_a_few_long_documents(seed):
     assert sorted(t.text for d in held.kept + held.dev for t in d) == sorted(t.text for d in docs for t in d)
     assert entity_texts(held.kept + held.dev) == entity_texts(docs)
     assert held.dev[0].has_annotation("SENT_START")
-    assert f"0 whole and the end of 1 (cut at a sentence boundary) of 5 training documents" in held.describe(0.1, seed)
+    assert "0 whole and the end of 1 (cut at a sentence boundary) of 5 training documents" in held.describe(0.1, seed)
     # The same seed, the same split.
     assert [d.text for d in hold_out(docs, 0.1, seed).dev] == [d.text for d in held.dev]
 
