@@ -298,7 +298,10 @@ def test_cli_error_via_subprocess(tmp_path):
         text=True,
     )
     assert result.returncode == 1
-    assert result.stderr == f"{path}:2: expected 4 columns, got 3\n"
+    assert result.stderr == (
+        f"{path}:2: expected 4 columns, got 3; or pass --skip-bad-records to leave out such sentences "
+        "and list them in a rejects file (project: --vars.skip_bad_records true)\n"
+    )
     assert not output.exists()
 
 

@@ -176,7 +176,8 @@ def test_cli_span_error_via_subprocess(tmp_path):
     assert result.returncode == 1
     assert result.stderr == (
         f"{path}:1: record id=3: span 0-6 'New Yo' (LOC) does not fall on token boundaries "
-        "(tokens there: ['New', 'York']); fix the offsets or give the record 'tokens'\n"
+        "(tokens there: ['New', 'York']); fix the offsets or give the record 'tokens'; or pass --skip-bad-records "
+        "to leave out such records and list them in a rejects file (project: --vars.skip_bad_records true)\n"
     )
     assert not output.exists()
 

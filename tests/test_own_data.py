@@ -3,7 +3,6 @@
 as the README gives them, on the tiny encoder."""
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 
 from conftest import ROOT, make_docs, make_tiny_bert
-from test_project import TOY_SCHEDULE, copy_project, run
+from test_project import TOY_VARS, copy_project, run
 
 PRODUCTS = ["Widget Pro", "Acme Phone", "Gizmo", "Cloud Suite"]
 DATES = ["March 2021", "last year", "1 May", "2019"]
@@ -77,9 +76,9 @@ def own_project(tmp_path_factory):
     command = [
         sys.executable, "-m", "spacy", "project", "run", "all", str(project_dir),
         "--vars.data_dir", str(data), "--vars.train", "train.jsonl", "--vars.dev", "", "--vars.test", "test.jsonl",
-        "--vars.pos_model", str(tagger), "--vars.transformer", str(encoder), "--vars.gpu", "-1",
+        "--vars.pos_model", str(tagger), "--vars.transformer", str(encoder), "--vars.gpu", "-1", *TOY_VARS,
     ]  # fmt: skip
-    output = run(command, env={**os.environ, "SPACY_CONFIG_OVERRIDES": TOY_SCHEDULE})
+    output = run(command)
     return project_dir, data, tagger, train_records, output
 
 
@@ -89,15 +88,18 @@ def test_own_corpus_trains_evaluates_and_packages(own_project):
     vocab = spacy.blank("en").vocab
     train = list(DocBin().from_disk(project / "corpus/train.spacy").get_docs(vocab))
     dev = list(DocBin().from_disk(project / "corpus/dev.spacy").get_docs(vocab))
-    # 10 % of the 40 training documents held out, none in both, none lost.
-    assert (len(train), len(dev)) == (36, 4)
+    # About 10 % of the training tokens held out as whole documents, none in both, none lost; the
+    # long record (half the tokens) stays in training.
+    n_dev, n_all = sum(map(len, dev)), sum(map(len, train + dev))
+    assert 0.08 <= n_dev / n_all <= 0.12 and len(train) + len(dev) == 40
     assert sorted(doc.text for doc in train + dev) == sorted(record["text"] for record in train_records)
     assert not {doc.text for doc in train} & {doc.text for doc in dev}
     assert all(doc.has_annotation("TAG") for doc in train + dev), "POS tags from --pos-model"
-    assert "held out: 4 of 40 training documents" in output
+    assert f"held out: {len(dev)} whole of 40 training documents;" in output
+    assert f"{n_dev} of {n_all} tokens" in output
     # The long record is a training document (seed 0), cut for training only.
     assert any(doc.text == train_records[39]["text"] and len(doc) > 500 for doc in train)
-    assert "cut 1 of 36 documents" in " ".join(output.split())
+    assert f"cut 1 of {len(train)} documents" in " ".join(output.split())
     metrics = json.loads((project / "metrics/pos_ner/test.json").read_text())
     assert set(metrics["entities"]["per_type"]) == {"DATE", "PRODUCT"}
     assert metrics["n_docs"] == 8

@@ -60,12 +60,17 @@ def run(cmd, **kwargs):
     return result.stdout
 
 
-# The same pipeline config, with a training schedule sized for a toy corpus: config overrides, passed
-# the way spaCy's CLI reads them from the environment, not a rewritten config.
-TOY_SCHEDULE = (
-    "--training.max_steps 40 --training.eval_frequency 20 --training.batcher.size 150 "
-    "--training.optimizer.learn_rate.warmup_steps 5 --training.optimizer.learn_rate.initial_rate 0.003"
-)
+# The same pipeline config, with a training schedule sized for a toy corpus: config overrides, not a
+# rewritten config. TOY_SCHEDULE as `spacy train` takes them, TOY_VARS as the project's variable does.
+TOY_PAIRS = {
+    "training.max_steps": 40,
+    "training.eval_frequency": 20,
+    "training.batcher.size": 150,
+    "training.optimizer.learn_rate.warmup_steps": 5,
+    "training.optimizer.learn_rate.initial_rate": 0.003,
+}
+TOY_SCHEDULE = " ".join(f"--{key} {value}" for key, value in TOY_PAIRS.items())
+TOY_VARS = ["--vars.train_overrides", " ".join(f"{key}={value}" for key, value in TOY_PAIRS.items())]
 
 
 def copy_project(destination: Path) -> Path:
@@ -121,24 +126,11 @@ def project(tmp_path_factory):
     write_conll(data / "eng.testb", 6, seed=3, docstart="-DOCSTART- -X- -X- O")
     project_dir = copy_project(base / "project")
     encoder = make_tiny_bert(base / "encoder")
-    run(
-        [
-            sys.executable,
-            "-m",
-            "spacy",
-            "project",
-            "run",
-            "all",
-            str(project_dir),
-            "--vars.data_dir",
-            str(data),
-            "--vars.transformer",
-            str(encoder),
-            "--vars.gpu",
-            "-1",
-        ],
-        env={**os.environ, "SPACY_CONFIG_OVERRIDES": TOY_SCHEDULE},
-    )
+    command = [sys.executable, "-m", "spacy", "project", "run", "all", str(project_dir), "--vars.data_dir", str(data)]
+    output = run([*command, "--vars.transformer", str(encoder), "--vars.gpu", "-1", *TOY_VARS])
+    # The variable reached training, and no step warned about the way it got there.
+    assert "training.max_steps 40: the learning-rate schedule ends there too" in output
+    assert "deprecated" not in output
     # The trained pipeline must not depend on the encoder's original folder.
     shutil.rmtree(encoder)
     return project_dir
@@ -178,7 +170,7 @@ def test_cnn_preset_runs_through_the_project_with_one_variable(project):
     command = [sys.executable, "-m", "spacy", "project", "run", "all", str(project)]
     command += ["--vars.data_dir", str(project.parent / "data"), "--vars.gpu", "-1"]
     command += ["--vars.config", "pos_ner_cnn", "--vars.name", "ner_pos_conll_cnn"]
-    run(command, env={**os.environ, "SPACY_CONFIG_OVERRIDES": TOY_SCHEDULE})
+    run([*command, *TOY_VARS])
     nlp = spacy.load(project / "training/pos_ner_cnn/model-best")
     assert nlp.pipe_names == ["tok2vec", "tagger", "ner"]
     metrics = json.loads((project / "metrics/pos_ner_cnn/test.json").read_text())

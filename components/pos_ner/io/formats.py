@@ -5,7 +5,9 @@ the file with the matching reader and says in one line what it read.
 trains, and both report bad input the same way: `ConversionError` with
 `path:line: message`. Options that do not apply to the detected format are
 refused (`OptionError`) rather than ignored, so `--n-sents 1` on a JSONL file
-does not quietly do nothing.
+does not quietly do nothing. A `ReadReport` passed in carries the options for
+bad data (`--normalize`, `--skip-bad-records`) to every reader, and afterwards
+says what they changed and left out.
 """
 
 import re
@@ -19,10 +21,21 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from . import conll
-from .conll import ConversionError, Scheme, summarize
+from .conll import BadDataOptions, ConversionError, ReadReport, Scheme, summarize, with_hint
 from .spans import DECODER, READERS
 
-__all__ = ["ConversionError", "InputFormat", "OptionError", "Scheme", "detect_format", "read_docs", "summarize"]
+__all__ = [
+    "BadDataOptions",
+    "ConversionError",
+    "InputFormat",
+    "OptionError",
+    "ReadReport",
+    "Scheme",
+    "detect_format",
+    "read_docs",
+    "summarize",
+    "with_hint",
+]
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 # `[` alone or `[{` starts a Label Studio export; a CoNLL row like `[ ( O` does not match.
@@ -63,10 +76,8 @@ def is_json_object(line: str) -> bool:
     return isinstance(value, dict) and not line[end:].strip()
 
 
-def detect_format(path: Path, text: str) -> str:
-    """The format of `text` (the decoded file): by extension where it is unambiguous
-    (`.jsonl`, `.csv`; `.json` is Label Studio if it is an array, else JSONL), else by
-    content (a JSON array or object, a CSV header, else 2 or 4 whitespace columns)."""
+def detect_span_format(path: Path, text: str) -> Optional[str]:
+    """`jsonl` or `labelstudio` if `text` (the decoded file) is one (see `detect_format`), else None."""
     suffix = path.suffix.lower()
     first = first_content_line(text)
     if suffix in JSONL_SUFFIXES:
@@ -78,7 +89,15 @@ def detect_format(path: Path, text: str) -> str:
             return InputFormat.labelstudio.value
         if is_json_object(first):
             return InputFormat.jsonl.value
-    return conll.detect_format(path, conll.split_lines(text))
+    return None
+
+
+def detect_format(path: Path, text: str, options: BadDataOptions = BadDataOptions()) -> str:
+    """The format of `text` (the decoded file): by extension where it is unambiguous
+    (`.jsonl`, `.csv`; `.json` is Label Studio if it is an array, else JSONL), else by
+    content (a JSON array or object, a CSV header, else 2 or 4 whitespace columns, with
+    `options` as `conll.detect_format` takes them)."""
+    return detect_span_format(path, text) or conll.detect_format(path, conll.split_lines(text), options)
 
 
 @cache
@@ -107,30 +126,34 @@ def read_docs(
     n_sents: Optional[int] = None,
     lang: str = "en",
     text_field: Optional[str] = None,
+    report: Optional[ReadReport] = None,
 ) -> Tuple[List[Doc], str]:
     """Read an annotated file into Docs, all sharing one vocab and all with sentence
     boundaries set, plus a one-line description of what was read (format, tag scheme or
     records skipped), e.g. `format: conll, tag scheme: iob1`.
 
     `scheme` and `n_sents` apply to CoNLL/columns/CSV, `text_field` to JSONL and Label
-    Studio; `lang` picks the tokenizer for texts without tokens. Raises `ConversionError`
-    (`path:line: message`) for bad input and `OptionError` for options that do not fit.
+    Studio; `lang` picks the tokenizer for texts without tokens. `report` gives the options
+    for bad data and then holds what they did (`ReadReport.describe`, `rejection_lines`);
+    without it, bad data is refused. Raises `ConversionError` (`path:line: message`) for
+    bad input and `OptionError` for options that do not fit.
     """
     path = Path(path)
+    report = ReadReport() if report is None else report
     check_choice(fmt, InputFormat, "--format")
     check_choice(scheme, Scheme, "--scheme")
     nlp = blank_pipeline(lang)
     text = conll.read_text(path)
     if fmt == InputFormat.auto.value:
-        fmt = detect_format(path, text)
+        fmt = detect_format(path, text, report.options)
     if fmt in SPAN_FORMATS:
         if scheme != Scheme.auto.value or n_sents is not None:
             raise OptionError(f"--scheme and --n-sents apply to CoNLL, columns and CSV input, not {fmt}")
-        docs, stats = READERS[fmt](path, text, nlp, text_field)
+        docs, stats = READERS[fmt](path, text, nlp, text_field, report)
         return docs, stats.describe(fmt)
     if text_field is not None:
         raise OptionError(f"--text-field applies to JSONL and Label Studio input, not {fmt}")
-    documents = conll.read_documents(path, fmt, scheme, n_sents, lines=conll.split_lines(text))
+    documents = conll.read_documents(path, fmt, scheme, n_sents, lines=conll.split_lines(text), report=report)
     if scheme == Scheme.auto.value:
         scheme = conll.detect_scheme([sentence for document in documents for sentence in document])
     return conll.make_docs(documents, vocab=nlp.vocab), f"format: {fmt}, tag scheme: {scheme}"

@@ -10,12 +10,18 @@ no usable annotation and empty texts are skipped and counted in `SpanStats`, so
 the summary says what was left out. Every Doc gets sentence boundaries from
 spaCy's `sentencizer`, never inside an entity (the corpus reader cuts long
 documents at sentence starts, and the `pos_ner` decoder forbids `I-` there).
+
+Each record (task) is read inside `ReadReport.record`, so that `--skip-bad-records`
+can leave a bad one out; `--normalize` removes invisible and control characters
+from its text and labels, and moves its span and token offsets with them
+(`normalize_record`).
 """
 
 import json
 from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -24,7 +30,15 @@ from spacy.pipeline import Sentencizer
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
-from .conll import ConversionError, find_bad_character, label_problem, split_lines
+from .conll import (
+    ConversionError,
+    ReadReport,
+    find_bad_character,
+    label_problem,
+    normalize_text,
+    normalized_form,
+    split_lines,
+)
 
 TEXT_FIELD = "text"
 SKIP_ANSWERS = ("reject", "ignore")
@@ -61,8 +75,9 @@ class Where:
     line: int
     ident: str = ""
 
-    def error(self, message: str) -> ConversionError:
-        return ConversionError(self.path, self.line, f"{self.ident}: {message}" if self.ident else message)
+    def error(self, message: str, characters: bool = False) -> ConversionError:
+        text = f"{self.ident}: {message}" if self.ident else message
+        return ConversionError(self.path, self.line, text, characters=characters)
 
 
 @dataclass
@@ -73,13 +88,16 @@ class SpanStats:
     read: int = 0
     skipped: Counter = field(default_factory=Counter)
     ignored: Counter = field(default_factory=Counter)
+    rejected: int = 0  # bad ones that --skip-bad-records left out
 
     def describe(self, fmt: str) -> str:
         """One line, e.g. `format: jsonl, 5 records: 3 read, skipped 1 answer=reject, 1 empty text`."""
-        total = self.read + sum(self.skipped.values())
+        total = self.read + sum(self.skipped.values()) + self.rejected
         parts = [f"format: {fmt}", f"{total} {self.unit}: {self.read} read"]
         if self.skipped:
             parts.append(f"skipped {self.skipped_text()}")
+        if self.rejected:
+            parts.append(f"rejected {self.rejected} bad")
         if self.ignored:
             kinds = ", ".join(f"{n} of type {kind!r}" for kind, n in sorted(self.ignored.items()))
             parts.append(f"ignored non-entity results: {kinds}")
@@ -135,7 +153,7 @@ def check_text(text: str, where: Where) -> None:
     found = find_bad_character(text, allowed=TEXT_WHITESPACE)
     if found is not None:
         offset, name = found
-        raise where.error(f"the text holds {name} at character {offset}")
+        raise where.error(f"the text holds {name} at character {offset}", characters=True)
 
 
 def utf16_slice(text: str, start: int, end: int) -> str:
@@ -156,7 +174,8 @@ def check_span(text: str, span: SpanAnnotation, where: Where) -> None:
         )
     problem = label_problem(span.label)
     if problem is not None:
-        raise where.error(f"{describe_span(text, span)}: {problem}")
+        normalizable = any(normalized_form(char) is not None for char in span.label)
+        raise where.error(f"{describe_span(text, span)}: {problem}", characters=normalizable)
     covered = text[span.start : span.end]
     if span.text is not None and span.text != covered:
         hint = ""
@@ -323,18 +342,15 @@ def decode_json(text: str, where: Where, start: int = 0, lines: Optional[LineInd
         raise where.error(f"invalid JSON ({str(error).splitlines()[0]})") from error
 
 
-def iter_jsonl(path: Path, text: str) -> Iterator[Tuple[int, Any]]:
-    """(line number, value) for each non-blank line of one-JSON-value-per-line text."""
-    for number, line in enumerate(split_lines(text), 1):
-        if not line.strip():
-            continue
-        where = Where(path, number)
-        if line.strip() in ("{", "["):
-            raise where.error("a JSON value spans several lines; expected one JSON record per line")
-        value, end = decode_json(line, where, start=len(line) - len(line.lstrip()))
-        if line[end:].strip():
-            raise where.error(f"invalid JSON (extra data at column {end + 1})")
-        yield number, value
+def decode_jsonl_line(path: Path, number: int, line: str) -> Any:
+    """The JSON value of line `number` of one-JSON-value-per-line text."""
+    where = Where(path, number)
+    if line.strip() in ("{", "["):
+        raise where.error("a JSON value spans several lines; expected one JSON record per line")
+    value, end = decode_json(line, where, start=len(line) - len(line.lstrip()))
+    if line[end:].strip():
+        raise where.error(f"invalid JSON (extra data at column {end + 1})")
+    return value
 
 
 def iter_json_array(path: Path, text: str) -> Iterator[Tuple[int, Any]]:
@@ -414,30 +430,103 @@ def jsonl_spans(record: Dict[str, Any], where: Where) -> List[Any]:
     raise where.error("the record has no 'spans' (write \"spans\": [] for a text without entities)")
 
 
-def read_jsonl(path: Path, text: str, nlp: Language, text_field: Optional[str] = None) -> Tuple[List[Doc], SpanStats]:
+def labels_of(spans: Any, label: Callable[[Any], Any]) -> Counter:
+    """Entities per label of a list of raw spans (`label(span)` gives a span's label), for a
+    rejected record; spans without a string label count as '?'."""
+    labels: Counter = Counter()
+    for span in spans if isinstance(spans, list) else []:
+        value = label(span) if isinstance(span, dict) else None
+        labels[value if isinstance(value, str) else "?"] += 1
+    return labels
+
+
+def jsonl_entities(line: str) -> Optional[Counter]:
+    """The entities a rejected JSONL record held (None if it is not a JSON object)."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    spans = record.get("spans") if isinstance(record.get("spans"), list) else record.get("ents")
+    return labels_of(spans, lambda span: span.get("label"))
+
+
+def normalize_record(
+    report: ReadReport, line: int, text: str, spans: List[SpanAnnotation], tokens: Optional[List[Any]]
+) -> Tuple[str, List[SpanAnnotation], Optional[List[Any]]]:
+    """The record as `--normalize` makes it: its text and labels without invisible and control
+    characters (counted in `report`), span and token offsets moved to the shorter text, their
+    quoted texts normalized alike. A span or token that covered only removed characters ends up
+    empty, and is then refused. Unchanged without the option."""
+    if not report.options.normalize:
+        return text, spans, tokens
+    normalized = report.normalize(line, text, TEXT_WHITESPACE)
+
+    def quoted(value: Optional[str]) -> Optional[str]:
+        return None if value is None else normalize_text(value, TEXT_WHITESPACE).text
+
+    spans = [
+        replace(
+            span,
+            start=normalized.offset(span.start),
+            end=normalized.offset(span.end),
+            label=report.normalize(line, span.label).text,
+            text=quoted(span.text),
+        )
+        for span in spans
+    ]
+    if tokens is not None:
+        tokens = [move_token(token, normalized.offset, quoted) for token in tokens]
+    return normalized.text, spans, tokens
+
+
+def move_token(token: Any, offset: Callable[[int], int], quoted: Callable[[Optional[str]], Optional[str]]) -> Any:
+    """A Prodigy token with its integer offsets moved and its text normalized (other values
+    are left for `parse_token` to refuse)."""
+    if not isinstance(token, dict):
+        return token
+    moved = dict(token)
+    for key in ("start", "end"):
+        if isinstance(moved.get(key), int) and not isinstance(moved[key], bool):
+            moved[key] = offset(moved[key])
+    if isinstance(moved.get("text"), str):
+        moved["text"] = quoted(moved["text"])
+    return moved
+
+
+def read_jsonl(
+    path: Path, text: str, nlp: Language, text_field: Optional[str] = None, report: Optional[ReadReport] = None
+) -> Tuple[List[Doc], SpanStats]:
     """Docs from span JSONL; records answered `reject`/`ignore` and empty texts are counted, not read."""
+    report = ReadReport() if report is None else report
+    report.unit = "records"
     field_name = text_field or TEXT_FIELD
     make = SpanDocMaker(nlp)
     stats = SpanStats("records")
     docs: List[Doc] = []
     last_line = 1
-    for number, value in iter_jsonl(path, text):
-        last_line = number
-        record = get_dict(value, "a record", Where(path, number))
-        where = Where(path, number, record_ident(record, "record"))
-        answer = record.get("answer", "accept")
-        if answer in SKIP_ANSWERS:
-            stats.skipped[f"answer={answer}"] += 1
+    for number, line in enumerate(split_lines(text), 1):
+        if not line.strip():
             continue
-        if answer != "accept":
-            raise where.error(f"unknown answer {json.dumps(answer)[:40]} (expected accept, reject or ignore)")
-        if field_name not in record:
-            raise where.error(f"the record has no {field_name!r} field")
-        content = get_str(record[field_name], repr(field_name), where)
-        spans = [parse_jsonl_span(raw, i, where) for i, raw in enumerate(jsonl_spans(record, where))]
-        tokens = get_list(record["tokens"], "'tokens'", where) if "tokens" in record else None
-        add_doc(docs, stats, make(content, spans, tokens, where))
-    finish(path, last_line, docs, stats)
+        last_line = number
+        with report.record(number, partial(jsonl_entities, line)):
+            record = get_dict(decode_jsonl_line(path, number, line), "a record", Where(path, number))
+            where = Where(path, number, record_ident(record, "record"))
+            answer = record.get("answer", "accept")
+            if answer in SKIP_ANSWERS:
+                stats.skipped[f"answer={answer}"] += 1
+                continue
+            if answer != "accept":
+                raise where.error(f"unknown answer {json.dumps(answer)[:40]} (expected accept, reject or ignore)")
+            if field_name not in record:
+                raise where.error(f"the record has no {field_name!r} field")
+            content = get_str(record[field_name], repr(field_name), where)
+            spans = [parse_jsonl_span(raw, i, where) for i, raw in enumerate(jsonl_spans(record, where))]
+            tokens = get_list(record["tokens"], "'tokens'", where) if "tokens" in record else None
+            content, spans, tokens = normalize_record(report, number, content, spans, tokens)
+            add_doc(docs, stats, make(content, spans, tokens, where))
+    finish(path, last_line, docs, stats, report)
     return docs, stats
 
 
@@ -449,9 +538,11 @@ def add_doc(docs: List[Doc], stats: SpanStats, doc: Optional[Doc]) -> None:
         stats.read += 1
 
 
-def finish(path: Path, last_line: int, docs: List[Doc], stats: SpanStats) -> None:
+def finish(path: Path, last_line: int, docs: List[Doc], stats: SpanStats, report: ReadReport) -> None:
     """No Doc at all is an error: an empty corpus would only fail later, far from its cause."""
+    stats.rejected = len(report.rejections)
     if not docs:
+        report.check_kept(path)
         detail = f" (skipped {stats.skipped_text()})" if stats.skipped else ""
         raise ConversionError(path, last_line, f"no annotated {stats.unit} found{detail}")
 
@@ -519,27 +610,53 @@ def task_spans(annotation: Dict[str, Any], stats: SpanStats, where: Where) -> Li
     return spans
 
 
+def task_entities(task: Any) -> Optional[Counter]:
+    """The entities a rejected Label Studio task held: the `labels` results of its first
+    annotation that was not cancelled (None if the task is not an object)."""
+    if not isinstance(task, dict):
+        return None
+    annotations = task.get("annotations", task.get("completions"))
+    for annotation in annotations if isinstance(annotations, list) else []:
+        if isinstance(annotation, dict) and annotation.get("was_cancelled") is not True:
+            results = annotation.get("result")
+            results = results if isinstance(results, list) else []
+            return labels_of([r for r in results if isinstance(r, dict) and r.get("type") == "labels"], result_label)
+    return Counter()
+
+
+def result_label(result: Dict[str, Any]) -> Any:
+    value = result.get("value")
+    labels = value.get("labels") if isinstance(value, dict) else None
+    return labels[0] if isinstance(labels, list) and len(labels) == 1 else None
+
+
 def read_labelstudio(
-    path: Path, text: str, nlp: Language, text_field: Optional[str] = None
+    path: Path, text: str, nlp: Language, text_field: Optional[str] = None, report: Optional[ReadReport] = None
 ) -> Tuple[List[Doc], SpanStats]:
-    """Docs from a Label Studio JSON export (the first non-cancelled annotation of each task)."""
+    """Docs from a Label Studio JSON export (the first non-cancelled annotation of each task).
+    Invalid JSON is an error of the whole file: where the next task begins cannot be told."""
+    report = ReadReport() if report is None else report
+    report.unit = "tasks"
     make = SpanDocMaker(nlp)
     stats = SpanStats("tasks")
     docs: List[Doc] = []
     last_line = 1
     for line, value in iter_json_array(path, text):
         last_line = line
-        task = get_dict(value, "a task", Where(path, line))
-        where = Where(path, line, record_ident(task, "task"))
-        content = pick_text_field(get_dict(task.get("data"), "'data'", where), text_field, where)
-        annotation = pick_annotation(task, where)
-        if annotation is None:
-            stats.skipped["without a non-cancelled annotation"] += 1
-            continue
-        add_doc(docs, stats, make(content, task_spans(annotation, stats, where), None, where))
-    finish(path, last_line, docs, stats)
+        with report.record(line, partial(task_entities, value)):
+            task = get_dict(value, "a task", Where(path, line))
+            where = Where(path, line, record_ident(task, "task"))
+            content = pick_text_field(get_dict(task.get("data"), "'data'", where), text_field, where)
+            annotation = pick_annotation(task, where)
+            if annotation is None:
+                stats.skipped["without a non-cancelled annotation"] += 1
+                continue
+            spans = task_spans(annotation, stats, where)
+            content, spans, _ = normalize_record(report, line, content, spans, None)
+            add_doc(docs, stats, make(content, spans, None, where))
+    finish(path, last_line, docs, stats, report)
     return docs, stats
 
 
-SpanReader = Callable[[Path, str, Language, Optional[str]], Tuple[List[Doc], SpanStats]]
+SpanReader = Callable[[Path, str, Language, Optional[str], Optional[ReadReport]], Tuple[List[Doc], SpanStats]]
 READERS: Dict[str, SpanReader] = {"jsonl": read_jsonl, "labelstudio": read_labelstudio}
