@@ -129,7 +129,7 @@ def test_evaluate_writes_complete_files_with_the_usual_mode(tiny_pipeline_dir, d
     result = cli("evaluate", tiny_pipeline_dir, data, "-o", folder / "metrics.json", "--report-dir", folder)
     assert result.returncode == 0, result.stderr
     assert json.loads((folder / "metrics.json").read_text(encoding="utf8"))["data"] == str(data)
-    assert sorted(p.name for p in folder.iterdir()) == ["confusion.png", "metrics.json", "report.md"]
+    assert sorted(p.name for p in folder.iterdir()) == ["confusion.png", "metrics.json", "reliability.png", "report.md"]
     umask = os.umask(0)
     os.umask(umask)
     # Atomic writes go through mkstemp (mode 0600); the files still get the mode a plain open() gives.

@@ -1,4 +1,5 @@
-"""`pos-ner evaluate` (pos_ner.evaluation) with its report (report.md, confusion.png, training.png)."""
+"""`pos-ner evaluate` (pos_ner.evaluation) with its report (report.md, confusion.png, reliability.png,
+training.png)."""
 
 import json
 import subprocess
@@ -163,6 +164,13 @@ def test_report_lists_errors_with_examples(ruler_model, test_docs, tmp_path):
     assert "[New York]LOC" in text and "[New]LOC York" in text and "[weather]PER" in text
     assert "![Confusion matrices](confusion.png)" in text and "training.png" not in text
     assert (tmp_path / "confusion.png").exists() and not (tmp_path / "training.png").exists()
+    # the entity ruler sets no confidences: nothing to calibrate, but the figure is drawn all the same
+    calibration = metrics["calibration"]
+    n_predicted = n_paris + n_new_york + n_weather
+    assert calibration["n_entities"] == 0 and calibration["n_without_confidence"] == n_predicted
+    assert calibration["ece"] is None and calibration["coverage_curve"] == []
+    assert "## Confidence calibration" in text and "(reliability.png)" in text
+    assert (tmp_path / "reliability.png").exists()
 
 
 @pytest.mark.slow
@@ -180,7 +188,13 @@ def test_report_folder_for_a_trained_pipeline(tiny_pipeline_dir, test_docs, trai
         training_log,
     )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in folder.iterdir()) == ["confusion.png", "report.md", "test.json", "training.png"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "confusion.png",
+        "reliability.png",
+        "report.md",
+        "test.json",
+        "training.png",
+    ]
     metrics = json.loads((folder / "test.json").read_text())
     assert metrics["n_docs"] == len(docs) and metrics["tag_acc"] is not None and metrics["words_per_second"] > 0
     labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
@@ -193,9 +207,56 @@ def test_report_folder_for_a_trained_pipeline(tiny_pipeline_dir, test_docs, trai
     n_exact = micro["support"] - sum(errors[k] for k in ("wrong_type", "boundary", "boundary_and_type", "missed"))
     assert n_exact == round(micro["recall"] * micro["support"])
     assert "![Training curves](training.png)" in (folder / "report.md").read_text()
-    for name in ("confusion.png", "training.png"):
+    for name in ("confusion.png", "reliability.png", "training.png"):
         height, width, _ = imread(folder / name).shape
         assert width > 1.5 * height > 500, name  # two panels side by side
+
+
+def test_calibration_of_the_tiny_model(tiny_pipeline_dir, test_docs, tmp_path):
+    """The calibration block of the data and of each case variant, its line in
+    the table, its section in the report and reliability.png."""
+    docs, data = test_docs
+    result = run_cli(tiny_pipeline_dir, data, "--output", tmp_path / "test.json", "--report-dir", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "test.json").read_text())
+    calibration = metrics["calibration"]
+    assert calibration["n_without_confidence"] == 0  # pos_ner gives every entity a confidence
+    n = calibration["n_entities"]
+    assert n > 0 and sum(b["n"] for b in calibration["bins"]) == n and len(calibration["bins"]) == 10
+    # every predicted entity is scored: the share correct is seqeval's micro precision
+    assert calibration["precision"] == pytest.approx(metrics["entities"]["micro"]["precision"])
+    assert 0 <= calibration["ece"] <= 1 and 0 <= calibration["brier"] <= 1
+    assert calibration["coverage_curve"][-1]["coverage"] == pytest.approx(1.0)
+    assert [entry["target_precision"] for entry in calibration["thresholds"]] == [0.9, 0.95, 0.98]
+    for name in ("lowercase", "uppercase"):
+        variant = metrics["case_variants"][name]["calibration"]
+        assert variant["n_entities"] == sum(b["n"] for b in variant["bins"])
+        assert f"{name} ECE " in result.output
+    assert f"confidence calibration: ECE {calibration['ece']:.3f}  Brier {calibration['brier']:.3f}  n {n}" in (
+        result.output
+    )
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Confidence calibration" in text and "| [0.90, 1.00] |" in text and "| 95 % |" in text
+    assert "- The same text lowercased: ECE " in text
+    assert "![Reliability diagram and precision against coverage](reliability.png)" in text
+    height, width, _ = imread(tmp_path / "report" / "reliability.png").shape
+    assert width > 1.5 * height > 500  # two panels side by side
+
+
+def test_old_metrics_print_no_calibration_line(tiny_pipeline, test_docs):
+    nlp, _ = tiny_pipeline
+    metrics, _ = evaluate.evaluate(nlp, test_docs[0], case_variants=True)
+    assert "confidence calibration: ECE" in evaluate.format_table(metrics)
+    del metrics["calibration"]
+    assert "calibration" not in evaluate.format_table(metrics)
+    assert "Confidence calibration" not in evaluate.error_report(metrics, test_docs[0], test_docs[0])
+
+
+def test_reliability_figure_of_no_entities(tmp_path):
+    from pos_ner.evaluation.calibration import calibration_report
+
+    report.plot_reliability(calibration_report([], []), tmp_path / "reliability.png")
+    assert imread(tmp_path / "reliability.png").shape[1] > 500
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import sys
 import pytest
 import spacy
 
+from pos_ner.evaluation.calibration import calibration_report
 from pos_ner.evaluation.scores import case_variant_scores, evaluate, recased
 from pos_ner.model_card import model_card_meta
 
@@ -88,6 +89,20 @@ def test_model_card_says_what_the_evaluation_measured(tiny_pipeline_dir, evaluat
         top = metrics["frequent_errors"][0]
         assert f"{top['error']} ({top['count']})" in notes
     assert "lowest per-token softmax probability" in notes
+    calibration = metrics["calibration"]
+    assert "expected calibration error (ECE" in notes and f"is {calibration['ece']:.3f}, its Brier score" in notes
+    lowercase = metrics["case_variants"]["lowercase"]["calibration"]
+    if lowercase["ece"] is None:  # the tiny model may find no entity in lowercased text
+        assert lowercase["n_entities"] == 0 and "lowercased the ECE" not in notes
+    else:
+        assert f"On the same text lowercased the ECE is {lowercase['ece']:.3f}." in notes
+    assert "not measured" not in notes and "has not been measured" not in notes
+    for entry in calibration["thresholds"]:
+        target = f"| {100 * entry['target_precision']:.0f} % |"
+        row = next(line for line in notes.splitlines() if line.startswith(target))
+        assert ("not reached" in row) == (entry["threshold"] is None)
+        if entry["threshold"] is not None:
+            assert f"{100 * entry['coverage']:.1f} %" in row
     assert 'spacy.load("en_ner_toy")' in notes and "pip install --find-links packages/wheels en_ner_toy\n" in notes
     assert "Command: `python -m spacy project run all`" in notes
     assert "seed 0" in notes and "Token attributes embedded next to the encoder's vectors: TAG, SHAPE" in notes
@@ -158,3 +173,36 @@ def test_card_of_a_pipeline_without_a_transformer(tmp_path):
     assert meta["sources"] == [{"name": DATA}]
     assert "Tagger accuracy" not in meta["notes"] and "| **micro** | 50.00 | 50.00 | **50.00** | 2 |" in meta["notes"]
     assert "Token attributes" not in meta["notes"]
+    # metrics from before calibration was measured
+    assert "how well it is calibrated was not measured" in meta["notes"] and "ECE" not in meta["notes"]
+
+
+def test_card_states_the_calibration_and_thresholds(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ner").add_label("PER")
+    nlp.initialize()
+    nlp.to_disk(tmp_path / "model")
+    entities = {"precision": 0.9, "recall": 0.9, "f1-score": 0.9, "support": 10}
+    # 20 entities: the top 10 right, then 9 right of the next 10
+    confidence = [1 - i / 100 for i in range(20)]
+    correct = [True] * 10 + [True] * 4 + [False] + [True] * 5
+    calibration = calibration_report(confidence, correct)
+    metrics = {
+        "entities": {"per_type": {"PER": entities}, "micro": entities},
+        "n_docs": 1,
+        "n_words": 40,
+        "tag_acc": None,
+        "words_per_second": 100.0,
+        "data": "test.spacy",
+        "calibration": {**calibration, "n_without_confidence": 0},
+        "case_variants": {"lowercase": {"f1": 0.5, "per_type": {}, "calibration": calibration_report([0.5], [True])}},
+    }
+    notes = model_card_meta(tmp_path / "model", metrics, data_name=DATA)["notes"]
+    assert (
+        f"is {calibration['ece']:.3f}, its Brier score {calibration['brier']:.3f}, over 20 predicted entities" in notes
+    )
+    assert "On the same text lowercased the ECE is 0.500." in notes
+    # 90 % and 95 %: all 20 (19 right); 98 %: the top 14, confidence down to 0.87
+    assert "| 90 % | 0.8100 | 100.0 % | 95.00 |" in notes and "| 95 % | 0.8100 | 100.0 % | 95.00 |" in notes
+    assert "| 98 % | 0.8700 | 70.0 % | 100.00 |" in notes
+    assert "not measured" not in notes

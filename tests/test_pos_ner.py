@@ -11,7 +11,7 @@ from spacy_transformers.layers import TransformerListener
 from thinc.api import Model, concatenate
 
 from pos_ner import Entity, PosNer, build_pos_ner_model, concat_per_doc, decode
-from pos_ner.decoding import decode_batch, transition_masks, viterbi_decode, viterbi_decode_batch
+from pos_ner.decoding import decode_batch, span_probabilities, transition_masks, viterbi_decode, viterbi_decode_batch
 
 from conftest import ANNOTATING, ROOT, build_nlp, corpus_words, make_examples, train
 
@@ -324,6 +324,48 @@ def test_confidence_is_the_lowest_probability_of_the_decoded_tags():
     # Viterbi turns the orphan I-LOC (0.5) into B-LOC: the confidence is that tag's 0.4, not the argmax.
     repaired = decode(numpy.array([[0.9, 0.05, 0.05], [0.1, 0.4, 0.5]]), names[:3], [True, False])
     assert repaired == [Entity(1, 2, "LOC", pytest.approx(0.4))]
+
+
+def test_span_probability_is_the_share_of_valid_paths_that_tag_exactly_that_span():
+    """Against brute force over every valid tag sequence (with and without learned
+    transitions, sentence starts anywhere), for the decoded entities and others."""
+    import itertools
+
+    names = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    rng = numpy.random.default_rng(3)
+    for trial in range(40):
+        n = int(rng.integers(1, 6))
+        probs = rng.dirichlet(numpy.ones(len(names)) * 0.5, size=n)
+        starts = [i == 0 or bool(rng.random() < 0.3) for i in range(n)]
+        transitions = rng.normal(size=(len(names), len(names))) if trial % 2 else None
+        entities = decode(probs, names, starts, transitions) + [Entity(0, 1, "PER", 0.0), Entity(0, n, "LOC", 0.0)]
+        weights, exact = 0.0, numpy.zeros(len(entities))
+        for seq in itertools.product(range(len(names)), repeat=n):
+            tags = [names[t] for t in seq]
+            if not _is_valid_bio(tags, starts):
+                continue
+            weight = numpy.prod(probs[numpy.arange(n), seq])
+            if transitions is not None:
+                weight *= numpy.exp(sum(transitions[seq[i - 1], seq[i]] for i in range(1, n) if not starts[i]))
+            weights += weight
+            for j, ent in enumerate(entities):
+                inside = tags[ent.start + 1 : ent.end] == [f"I-{ent.label}"] * (ent.end - ent.start - 1)
+                ends = ent.end == n or tags[ent.end] != f"I-{ent.label}"
+                exact[j] += weight * (tags[ent.start] == f"B-{ent.label}" and inside and ends)
+        got = span_probabilities([probs], names, [starts], [entities], transitions)[0]
+        assert got == pytest.approx(list(exact / weights), abs=1e-9)
+
+
+def test_span_probabilities_of_a_batch_equal_one_doc_at_a_time():
+    names = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+    rng = numpy.random.default_rng(4)
+    lengths = [3, 0, 17, 1, 9]
+    probs = [rng.dirichlet(numpy.ones(len(names)) * 0.3, size=n) for n in lengths]
+    starts = [[i == 0 or bool(rng.random() < 0.2) for i in range(n)] for n in lengths]
+    entities = decode_batch(probs, names, starts)
+    alone = [span_probabilities([p], names, [st], [e])[0] for p, st, e in zip(probs, starts, entities)]
+    assert span_probabilities(probs, names, starts, entities) == alone
+    assert span_probabilities([], names, [], []) == []
 
 
 def test_set_annotations_sets_entities_and_confidences_from_fixed_scores(trained):

@@ -181,3 +181,75 @@ def path_entities(best: numpy.ndarray, probs: numpy.ndarray, names: Sequence[str
         Entity(int(start), int(start + n), labels[label[start]], float(confidence))
         for start, n, confidence in zip(begins, lengths, confidences)
     ]
+
+
+def _logsumexp(x: numpy.ndarray, axis: int) -> numpy.ndarray:
+    """log(sum(exp(x))) along `axis`, -inf where every term is -inf."""
+    top = x.max(axis=axis, keepdims=True)
+    top = numpy.where(numpy.isfinite(top), top, 0.0)
+    with numpy.errstate(divide="ignore"):
+        return numpy.log(numpy.exp(x - top).sum(axis=axis)) + numpy.squeeze(top, axis=axis)
+
+
+def span_probabilities(
+    probs: Sequence[numpy.ndarray],
+    names: Sequence[str],
+    sent_starts: Sequence[Sequence[bool]],
+    entities: Sequence[Sequence[Entity]],
+    transitions: Optional[numpy.ndarray] = None,
+) -> List[List[float]]:
+    """For each doc's `entities`, the probability that exactly that span, with
+    that label, is an entity: the total weight of the valid tag paths (those
+    the decoder chooses among) that tag its tokens B-X I-X … and the token after
+    it anything but I-X, over the total weight of all valid paths. A path's
+    weight is the product of its tags' probabilities (times the exponentiated
+    learned `transitions`, when given), as Viterbi scores it. Computed by the
+    forward–backward algorithm, all docs at once, as `viterbi_decode_batch`
+    walks them."""
+    allowed, allowed_first = transition_masks(tuple(names))
+    within = step_scores(allowed, transitions)
+    first = numpy.where(allowed_first, 0.0, -numpy.inf)
+    restart = numpy.broadcast_to(first, within.shape)
+    lengths = numpy.array([len(p) for p in probs], dtype=numpy.int64)
+    longest = int(lengths.max()) if len(lengths) else 0
+    if longest == 0:
+        return [[] for _ in probs]
+    order = numpy.argsort(-lengths, kind="stable")
+    n_docs, n_tags = len(probs), len(names)
+    emit = numpy.full((n_docs, longest, n_tags), 0.0)
+    starts = numpy.zeros((n_docs, longest), dtype=bool)
+    for row, b in enumerate(order):
+        emit[row, : lengths[b]] = numpy.log(numpy.asarray(probs[b], dtype=numpy.float64) + 1e-12)
+        starts[row, : lengths[b]] = numpy.asarray(sent_starts[b], dtype=bool)
+    live = numpy.searchsorted(-lengths[order], -numpy.arange(longest), side="left")
+
+    def steps(i: int, k: int) -> numpy.ndarray:  # (k, tags, tags): the scores of the step into token i
+        return numpy.where(starts[:k, i, None, None], restart, within)
+
+    alpha = numpy.full((n_docs, longest, n_tags), -numpy.inf)
+    beta = numpy.zeros((n_docs, longest, n_tags))
+    alpha[:, 0] = emit[:, 0] + first
+    for i in range(1, longest):
+        k = int(live[i])
+        alpha[:k, i] = _logsumexp(alpha[:k, i - 1, :, None] + steps(i, k), axis=1) + emit[:k, i]
+    for i in range(longest - 2, -1, -1):
+        k = int(live[i + 1])
+        beta[:k, i] = _logsumexp(steps(i + 1, k) + (emit[:k, i + 1] + beta[:k, i + 1])[:, None, :], axis=2)
+    index = {name: i for i, name in enumerate(names)}
+    result: List[List[float]] = [[] for _ in probs]
+    for row, b in enumerate(order):
+        n = int(lengths[b])
+        log_z = _logsumexp(alpha[row, n - 1], axis=0)
+        for ent in entities[b]:
+            begin, inside = index[f"B-{ent.label}"], index[f"I-{ent.label}"]
+            score, prev = alpha[row, ent.start, begin], begin
+            for i in range(ent.start + 1, ent.end):
+                score += (restart if starts[row, i] else within)[prev, inside] + emit[row, i, inside]
+                prev = inside
+            if ent.end < n:
+                step = restart if starts[row, ent.end] else within
+                after = step[prev] + emit[row, ent.end] + beta[row, ent.end]
+                after[inside] = -numpy.inf
+                score += _logsumexp(after, axis=0)
+            result[b].append(float(min(1.0, numpy.exp(score - log_z))))
+    return result

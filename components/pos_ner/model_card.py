@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 from spacy.util import load_config
 
 from .decoding import CONFIDENCE_ATTR
+from .evaluation.calibration import threshold_text
 
 HUB = "https://huggingface.co/"
 
@@ -72,6 +73,58 @@ def weaknesses(metrics: Dict[str, Any]) -> List[str]:
     for name, variant in (metrics.get("case_variants") or {}).items():
         change = 100 * (variant["f1"] - micro)
         lines.append(f"- The same text {name}d: micro F1 {percent(variant['f1'])} ({change:+.2f} points).")
+    return lines
+
+
+def threshold_table(calibration: Dict[str, Any]) -> List[str]:
+    """The lowest confidence threshold for each target precision, with the share of entities it keeps."""
+    rows = [
+        "| precision at least | keep entities with confidence ≥ | share of entities kept | precision |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for entry in calibration.get("thresholds") or []:
+        target = f"{100 * entry['target_precision']:.0f} %"
+        if entry.get("threshold") is None:
+            rows.append(f"| {target} | not reached | – | – |")
+        else:
+            rows.append(
+                f"| {target} | {threshold_text(entry['threshold'])} | {100 * entry['coverage']:.1f} % | "
+                f"{percent(entry['precision'])} |"
+            )
+    return rows
+
+
+def calibration_lines(metrics: Dict[str, Any], data: str) -> List[str]:
+    """What the evaluation measured of the confidence's calibration (metrics
+    without a `calibration` block, from before it was measured: that it was not)."""
+    calibration = metrics.get("calibration")
+    if not calibration or calibration.get("ece") is None:
+        return ["It ranks entities; how well it is calibrated was not measured for this model."]
+    lowercase = ((metrics.get("case_variants") or {}).get("lowercase") or {}).get("calibration") or {}
+    mean, precision = calibration.get("mean_confidence"), calibration.get("precision")
+    lines = [
+        f"On `{data}` its expected calibration error (ECE: over 10 equal-width confidence bins, the "
+        "gap between the bin's mean confidence and the share of its entities that are correct, weighted "
+        f"by the bin's entities; 0 is perfect) is {calibration['ece']:.3f}, its Brier score "
+        f"{calibration['brier']:.3f}, over {calibration['n_entities']:,} predicted entities"
+        + (
+            f" (mean confidence {mean:.3f}, precision {precision:.3f})"
+            if mean is not None and precision is not None
+            else ""
+        )
+        + "."
+        + (
+            f" On the same text lowercased the ECE is {lowercase['ece']:.3f}."
+            if lowercase.get("ece") is not None
+            else ""
+        )
+        + " An entity counts as correct when a gold entity has the same span and label.",
+        "",
+        "The lowest threshold that reaches each precision on that set, and the share of the predicted "
+        "entities it keeps (chosen on the test set itself, so a little optimistic):",
+        "",
+        *threshold_table(calibration),
+    ]
     return lines
 
 
@@ -189,7 +242,9 @@ def model_card_meta(
         "",
         f"Each entity's `ent._.{CONFIDENCE_ATTR}` (`confidence` in `pos-ner predict` and the HTTP API) is the "
         "lowest per-token softmax probability of the entity's tags after constrained Viterbi decoding, a "
-        "number in [0, 1]. It ranks entities; how well it is calibrated has not been measured.",
+        "number in [0, 1].",
+        "",
+        *calibration_lines(metrics, data),
         "",
         "### Use",
         "",

@@ -21,6 +21,7 @@ from ._util import (
 
 REPORT = "report.md"
 CONFUSION = "confusion.png"
+RELIABILITY = "reliability.png"
 TRAINING = "training.png"
 
 
@@ -46,7 +47,10 @@ def evaluate_cli(
     backend: Backend = typer.Option(Backend.pytorch, "--backend", help=BACKEND_HELP),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     report_dir: Optional[Path] = typer.Option(
-        None, "--report-dir", file_okay=False, help="Write report.md and confusion.png (and training.png) here"
+        None,
+        "--report-dir",
+        file_okay=False,
+        help="Write report.md, confusion.png and reliability.png (and training.png) here",
     ),
     training_log: Optional[Path] = typer.Option(
         None, "--training-log", dir_okay=False, help="JSONL log of the training (for training.png)"
@@ -58,7 +62,8 @@ def evaluate_cli(
         False, "--gold-tags", help="Feed DATA_PATH's own POS tags to the pipeline (an upper bound, for experiments)"
     ),
 ) -> None:
-    """Evaluate MODEL on DATA_PATH and write seqeval metrics to OUTPUT_PATH.
+    """Evaluate MODEL on DATA_PATH and write seqeval metrics, with the calibration
+    of the entities' confidences, to OUTPUT_PATH.
 
     Every output is checked against the inputs before the model is loaded and
     written atomically after all of them are computed, so a failed run leaves
@@ -72,11 +77,11 @@ def evaluate_cli(
     inputs = [model_location(model), data_path, training_log]
     report_files = []
     if report_dir is not None:
-        names = [REPORT, CONFUSION] + ([TRAINING] if training_log is not None else [])
+        names = [REPORT, CONFUSION, RELIABILITY] + ([TRAINING] if training_log is not None else [])
         report_files = [report_dir / name for name in names]
     check_outputs([output_path], inputs)
     check_outputs(report_files, [*inputs, output_path])
-    from ..evaluation.plots import plot_confusion, plot_training, read_training_log
+    from ..evaluation.plots import plot_confusion, plot_reliability, plot_training, read_training_log
     from ..evaluation.scores import check_keeps_tags, error_report, evaluate, format_table
 
     records = None
@@ -103,7 +108,10 @@ def evaluate_cli(
     if report_dir is not None:
         markdown = error_report(metrics, gold_docs, predicted)
         plot_confusion(metrics["confusion"], report_dir / CONFUSION)
+        variants = {name: v["calibration"] for name, v in (metrics.get("case_variants") or {}).items()}
+        plot_reliability(metrics["calibration"], report_dir / RELIABILITY, variants, name=data_path.name)
         markdown += f"\n## Figures\n\n![Confusion matrices]({CONFUSION})\n"
+        markdown += f"\n![Reliability diagram and precision against coverage]({RELIABILITY})\n"
         if records is not None:
             plot_training(records, report_dir / TRAINING)
             markdown += f"\n![Training curves]({TRAINING})\n"

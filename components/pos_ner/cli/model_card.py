@@ -46,6 +46,8 @@ def model_card_cli(
     try:
         metrics = json.loads(metrics_path.read_text(encoding="utf8"))
         metrics["entities"]["micro"]["f1-score"]
+        if metrics.get("calibration") is not None:  # older metrics have none: the card says so
+            metrics["calibration"]["ece"], metrics["calibration"]["thresholds"]
     except (ValueError, KeyError, TypeError) as error:
         fail(f"{metrics_path}: not the metrics of `pos-ner evaluate`: {one_line(error, 160)}")
     log = None

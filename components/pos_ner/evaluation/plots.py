@@ -1,9 +1,10 @@
-"""The evaluation report's figures: confusion matrices of BIO tags, and
-training curves from the JSONL log spaCy's ConsoleLogger writes (`output_file`).
+"""The evaluation report's figures: confusion matrices of BIO tags, the
+reliability diagram and precision-coverage curve of the entities' confidences
+(`pos_ner.evaluation.calibration`), and training curves from the JSONL log spaCy's ConsoleLogger writes (`output_file`).
 Figures are written atomically: an earlier figure survives a failed run."""
 
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 import matplotlib
 import numpy
@@ -12,6 +13,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from ..io.files import atomic_file
+from .calibration import threshold_text
 from .log import read_training_log
 
 matplotlib.use("Agg")
@@ -31,6 +33,96 @@ def plot_confusion(confusion: Dict, path: Path) -> None:
         )
         ax.set(title=f"{title}: gold vs predicted tag (tokens)", xlabel="predicted tag", ylabel="gold tag")
     save(fig, path)
+
+
+def plot_reliability(
+    calibration: Dict[str, Any],
+    path: Path,
+    variants: Optional[Dict[str, Dict[str, Any]]] = None,
+    name: str = "the data",
+) -> None:
+    """Two panels from `calibration_report`s: left, the reliability diagram
+    (precision against mean confidence per non-empty bin, the diagonal of
+    perfect calibration, the entities per bin as bars on a log axis); right,
+    the precision of the entities kept against the share kept as the threshold
+    falls, with the thresholds for the target precisions marked. `name` labels
+    `calibration` in the legends; `variants`
+    (name to report, e.g. the lowercased text's) are drawn in lighter lines."""
+    fig, (bins_ax, curve_ax) = plt.subplots(1, 2, figsize=(12, 5))
+    counts_ax = bins_ax.twinx()
+    reports = [(name, calibration)] + list((variants or {}).items())
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
+    bins = calibration["bins"]
+    width = bins[0]["upper"] - bins[0]["lower"] if bins else 0.1
+    counts_ax.bar(
+        [b["lower"] + width / 2 for b in bins], [b["n"] for b in bins], width=0.9 * width, color="grey", alpha=0.2
+    )
+    counts_ax.set_ylabel("entities per bin (grey bars)")
+    if any(b["n"] for b in bins):
+        counts_ax.set_yscale("log")
+    bins_ax.set_zorder(counts_ax.get_zorder() + 1)
+    bins_ax.patch.set_visible(False)
+    bins_ax.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect calibration")
+    for i, ((label, report), colour) in enumerate(zip(reports, colours)):
+        first = i == 0
+        style = {"color": colour, "alpha": 1.0 if first else 0.6, "linewidth": 2 if first else 1}
+        full = [b for b in report["bins"] if b["n"]]
+        bins_ax.plot(
+            [b["mean_confidence"] for b in full],
+            [b["precision"] for b in full],
+            marker="o",
+            label=f"{label} (ECE {_number(report.get('ece'))}, n {report.get('n_entities', 0)})",
+            **style,
+        )
+        if first:
+            for b in full:
+                bins_ax.annotate(
+                    str(b["n"]),
+                    (b["mean_confidence"], b["precision"]),
+                    textcoords="offset points",
+                    xytext=(4, -12),
+                    fontsize=8,
+                )
+        curve = report["coverage_curve"]
+        curve_ax.plot([100 * p["coverage"] for p in curve], [100 * p["precision"] for p in curve], label=label, **style)
+        if first:
+            for entry in report["thresholds"]:
+                if entry["threshold"] is not None:
+                    curve_ax.plot(100 * entry["coverage"], 100 * entry["precision"], marker="x", color="black")
+                    left = entry["coverage"] < 0.5
+                    curve_ax.annotate(
+                        f"≥{100 * entry['target_precision']:.0f} %: t = {threshold_text(entry['threshold'])}",
+                        (100 * entry["coverage"], 100 * entry["precision"]),
+                        textcoords="offset points",
+                        xytext=(8 if left else -8, 6),
+                        fontsize=8,
+                        ha="left" if left else "right",
+                    )
+    if not calibration.get("n_entities"):
+        for ax in (bins_ax, curve_ax):
+            ax.text(0.5, 0.5, "no entities with a confidence", transform=ax.transAxes, ha="center")
+    bins_ax.set(
+        title="Reliability: precision per confidence bin",
+        xlabel="mean confidence in the bin",
+        ylabel="precision (share of entities correct)",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
+    bins_ax.legend(loc="upper left", fontsize=8)
+    curve_ax.set(
+        title="Precision of the entities kept (confidence ≥ threshold)",
+        xlabel="entities kept (%)",
+        ylabel="precision (%)",
+        xlim=(0, 101),
+    )
+    curve_ax.legend(loc="lower left", fontsize=8)
+    for ax in (bins_ax, curve_ax):
+        ax.grid(alpha=0.3)
+    save(fig, path)
+
+
+def _number(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def series_label(name: str, points: List[Dict]) -> str:

@@ -1,6 +1,7 @@
 """Score a pipeline on gold Docs with seqeval: per-type and averaged entity
-scores, the token confusion matrix, entity error kinds and a Markdown error
-report (figures: `pos_ner.evaluation.plots`).
+scores, the token confusion matrix, entity error kinds, the calibration of
+the entities' confidences (`pos_ner.evaluation.calibration`) and a Markdown
+error report (figures: `pos_ner.evaluation.plots`).
 
 Predictions are made on the gold tokens, so entity and token scores are
 computed over exactly the corpus' tokens, as conlleval does.
@@ -16,6 +17,8 @@ from seqeval.scheme import IOB2
 from sklearn.metrics import confusion_matrix
 from spacy.tokens import Doc, Span
 from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
+
+from .calibration import calibration_markdown, entity_calibration, summary
 
 # What happens to a gold entity that is not predicted exactly; "spurious" is a
 # predicted entity that overlaps no gold entity.
@@ -122,16 +125,17 @@ def check_keeps_tags(nlp) -> None:
 
 
 def case_variant_scores(nlp, gold_docs: List[Doc], batch_size: int = 32, gold_tags: bool = False) -> Dict[str, Dict]:
-    """Micro and per-type F1 on each of CASE_VARIANTS of `gold_docs`."""
+    """Micro and per-type F1, and the entities' `calibration`, on each of CASE_VARIANTS of `gold_docs`."""
     gold_bio = [bio_tags(doc) for doc in gold_docs]
     result = {}
     for name, change in CASE_VARIANTS.items():
         docs = recased(nlp.vocab, gold_docs, change)
-        predicted = nlp.pipe(gold_token_docs(nlp.vocab, docs, gold_tags), batch_size=batch_size)
+        predicted = list(nlp.pipe(gold_token_docs(nlp.vocab, docs, gold_tags), batch_size=batch_size))
         scores = entity_scores(gold_bio, [bio_tags(doc) for doc in predicted], strict=False)
         result[name] = {
             "f1": scores["micro"]["f1-score"],
             "per_type": {label: values["f1-score"] for label, values in scores["per_type"].items()},
+            "calibration": entity_calibration(docs, predicted),
         }
     return result
 
@@ -140,7 +144,8 @@ def evaluate(
     nlp, gold_docs: List[Doc], batch_size: int = 32, case_variants: bool = False, gold_tags: bool = False
 ) -> Tuple[Dict, List[Doc]]:
     """The metrics, and the predicted docs (aligned with `gold_docs`). `case_variants`
-    adds the scores on the corpus lowercased and uppercased (two more passes);
+    adds the scores on the corpus lowercased and uppercased (two more passes),
+    each with its own `calibration` (as the corpus' own: `entity_calibration`);
     `gold_tags` feeds the corpus' POS tags to the pipeline (a tagger with
     `overwrite = false` keeps them): an upper bound, for experiments."""
     if gold_tags:
@@ -163,6 +168,7 @@ def evaluate(
         "frequent_errors": [
             {"error": key, "count": len(found)} for key, found in error_groups(gold_docs, predicted)[:10]
         ],
+        "calibration": entity_calibration(gold_docs, predicted),
         "n_docs": len(gold_docs),
         "n_words": n_words,
         "seconds": seconds,
@@ -197,6 +203,14 @@ def format_table(metrics: Dict) -> str:
     if metrics.get("case_variants"):
         variants = "  ".join(f"{name} {100 * v['f1']:.2f}" for name, v in metrics["case_variants"].items())
         lines.append(f"micro F1 with the text's case changed: {variants}")
+    if metrics.get("calibration"):
+        line = f"confidence calibration: {summary(metrics['calibration'])}"
+        variants = "; ".join(
+            f"{name} {summary(v['calibration'])}"
+            for name, v in (metrics.get("case_variants") or {}).items()
+            if v.get("calibration")
+        )
+        lines.append(line + (f"  ({variants})" if variants else ""))
     return "\n".join(lines)
 
 
@@ -223,8 +237,9 @@ def example(gold: Doc, pred: Doc, start: int, end: int, title: str) -> str:
 
 
 def error_report(metrics: Dict, gold_docs: List[Doc], predicted: List[Doc], top: int = 10, n_examples: int = 3) -> str:
-    """Markdown: scores, entity error counts, then the `top` most frequent
-    entity errors and tag confusions, each with a few example sentences."""
+    """Markdown: scores, entity error counts, the calibration of the entities'
+    confidences (when measured), then the `top` most frequent entity errors
+    and tag confusions, each with a few example sentences."""
 
     def section(title: str, count: int, examples: List[str]) -> List[str]:
         return [f"### {title} ({count})", "", "```text", "\n\n".join(examples), "```", ""]
@@ -251,6 +266,13 @@ def error_report(metrics: Dict, gold_docs: List[Doc], predicted: List[Doc], top:
         *[f"| {kind.replace('_', ' ')} | {n} |" for kind, n in metrics["entity_errors"].items()],
         "",
     ]
+    if metrics.get("calibration"):
+        variants = {
+            name: v["calibration"] for name, v in (metrics.get("case_variants") or {}).items() if v.get("calibration")
+        }
+        calibration = calibration_markdown(metrics["calibration"], variants)
+    else:
+        calibration = []
     for key, errors in error_groups(gold_docs, predicted)[:top]:
         examples = [
             example(
@@ -284,4 +306,4 @@ def error_report(metrics: Dict, gold_docs: List[Doc], predicted: List[Doc], top:
             for gold, pred, i in islice(found, n_examples)
         ]
         lines += section(f"{g_tag} → {p_tag}", n, examples)
-    return "\n".join(lines)
+    return "\n".join(lines + calibration)
