@@ -183,14 +183,6 @@ def path_entities(best: numpy.ndarray, probs: numpy.ndarray, names: Sequence[str
     ]
 
 
-def _logsumexp(x: numpy.ndarray, axis: int) -> numpy.ndarray:
-    """log(sum(exp(x))) along `axis`, -inf where every term is -inf."""
-    top = x.max(axis=axis, keepdims=True)
-    top = numpy.where(numpy.isfinite(top), top, 0.0)
-    with numpy.errstate(divide="ignore"):
-        return numpy.log(numpy.exp(x - top).sum(axis=axis)) + numpy.squeeze(top, axis=axis)
-
-
 def span_probabilities(
     probs: Sequence[numpy.ndarray],
     names: Sequence[str],
@@ -231,15 +223,15 @@ def span_probabilities(
     alpha[:, 0] = emit[:, 0] + first
     for i in range(1, longest):
         k = int(live[i])
-        alpha[:k, i] = _logsumexp(alpha[:k, i - 1, :, None] + steps(i, k), axis=1) + emit[:k, i]
+        alpha[:k, i] = numpy.logaddexp.reduce(alpha[:k, i - 1, :, None] + steps(i, k), axis=1) + emit[:k, i]
     for i in range(longest - 2, -1, -1):
         k = int(live[i + 1])
-        beta[:k, i] = _logsumexp(steps(i + 1, k) + (emit[:k, i + 1] + beta[:k, i + 1])[:, None, :], axis=2)
+        beta[:k, i] = numpy.logaddexp.reduce(steps(i + 1, k) + (emit[:k, i + 1] + beta[:k, i + 1])[:, None, :], axis=2)
     index = {name: i for i, name in enumerate(names)}
     result: List[List[float]] = [[] for _ in probs]
     for row, b in enumerate(order):
         n = int(lengths[b])
-        log_z = _logsumexp(alpha[row, n - 1], axis=0)
+        log_z = numpy.logaddexp.reduce(alpha[row, n - 1], axis=0)
         for ent in entities[b]:
             begin, inside = index[f"B-{ent.label}"], index[f"I-{ent.label}"]
             score, prev = alpha[row, ent.start, begin], begin
@@ -250,6 +242,6 @@ def span_probabilities(
                 step = restart if starts[row, ent.end] else within
                 after = step[prev] + emit[row, ent.end] + beta[row, ent.end]
                 after[inside] = -numpy.inf
-                score += _logsumexp(after, axis=0)
+                score += numpy.logaddexp.reduce(after, axis=0)
             result[b].append(float(min(1.0, numpy.exp(score - log_z))))
     return result
