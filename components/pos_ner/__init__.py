@@ -12,14 +12,19 @@ spacy-transformers), through the package's entry points without an import.
 from .architectures import build_pos_ner_model, build_transformer_model
 from .corpus import create_corpus_reader
 from .cpu_ops import use_numpy_matmul
-from .decoding import Entity, decode
+from .decoding import Calibration, Entity, decode
 from .layers import concat_per_doc
 from .pipeline_component import CONFIDENCE_ATTR, PosNer, install_extensions, make_pos_ner
+from .thresholds import LOW_CONFIDENCE_KEY, Thresholds, apply_thresholds
 
 __all__ = [
     "CONFIDENCE_ATTR",
+    "LOW_CONFIDENCE_KEY",
+    "Calibration",
     "Entity",
     "PosNer",
+    "Thresholds",
+    "apply_thresholds",
     "build_pos_ner_model",
     "build_transformer_model",
     "create_corpus_reader",

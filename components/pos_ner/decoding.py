@@ -8,7 +8,7 @@ scores the same lattice (`lattice`).
 """
 
 from functools import lru_cache
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 
@@ -18,12 +18,62 @@ CONFIDENCE_ATTR = "confidence"
 
 class Entity(NamedTuple):
     """A decoded entity: tokens `start`..`end` (exclusive), its label, and its
-    confidence: the lowest probability among the decoded tags of its tokens."""
+    confidence: the lowest probability among the decoded tags of its tokens
+    (`decode`), or what `Calibration` makes of the probabilities."""
 
     start: int
     end: int
     label: str
     confidence: float
+
+
+# What an entity's confidence is computed from (`Calibration.confidence`).
+CONFIDENCE_METHODS = ("min", "span")
+
+
+class Calibration(NamedTuple):
+    """How an entity's confidence is computed from the token probabilities.
+
+    `confidence`: "min", the lowest probability of the entity's decoded tags, or
+    "span", the probability of exactly that span and label under the
+    constrained lattice (`span_probabilities`). `temperature`: T > 0; the
+    probabilities are raised to 1/T and renormalised per token (the learned
+    transitions divided by T) before either is computed. The entities
+    themselves always come from the unscaled probabilities, so calibration
+    never changes which entities are found. Calibration() is the identity: the
+    confidence `decode` gives."""
+
+    confidence: str = "min"
+    temperature: float = 1.0
+
+    @classmethod
+    def from_dict(cls, value: Optional[Dict]) -> "Calibration":
+        """From the dict `to_dict` wrote (None: the identity); a bad one raises ValueError."""
+        if not value:
+            return cls()
+        confidence, temperature = value.get("confidence", "min"), value.get("temperature", 1.0)
+        if confidence not in CONFIDENCE_METHODS:
+            methods = ", ".join(CONFIDENCE_METHODS)
+            raise ValueError(f"calibration: confidence must be one of {methods}, got {confidence!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"calibration: temperature must be a number > 0, got {temperature!r}")
+        return cls(confidence, float(temperature))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"confidence": self.confidence, "temperature": self.temperature}
+
+    @property
+    def is_identity(self) -> bool:
+        return self.confidence == "min" and self.temperature == 1.0
+
+
+def tempered(probs: numpy.ndarray, temperature: float) -> numpy.ndarray:
+    """`probs` (tokens × tags) raised to 1/`temperature`, renormalised per token."""
+    if temperature == 1.0:
+        return numpy.asarray(probs)
+    logits = numpy.log(numpy.asarray(probs, dtype=numpy.float64) + 1e-12) / temperature
+    scaled = numpy.exp(logits - logits.max(axis=1, keepdims=True))
+    return scaled / scaled.sum(axis=1, keepdims=True)
 
 
 def tag_names(labels: Sequence[str]) -> List[str]:
@@ -142,12 +192,43 @@ def decode_batch(
     names: Sequence[str],
     sent_starts: Sequence[Sequence[bool]],
     transitions: Optional[numpy.ndarray] = None,
+    calibration: Calibration = Calibration(),
 ) -> List[List[Entity]]:
-    """`decode` for several docs, with one batched Viterbi pass."""
+    """`decode` for several docs, with one batched Viterbi pass; the entities'
+    confidences as `calibration` computes them."""
     allowed, allowed_first = transition_masks(tuple(names))
     log_probs = [numpy.log(p + 1e-12) for p in probs]
     paths = viterbi_decode_batch(log_probs, allowed, allowed_first, sent_starts, transitions)
-    return [path_entities(numpy.asarray(best, dtype=numpy.int64), p, names) for p, best in zip(probs, paths)]
+    entities = [path_entities(numpy.asarray(best, dtype=numpy.int64), p, names) for p, best in zip(probs, paths)]
+    if calibration.is_identity:
+        return entities
+    confidences = entity_confidences(probs, names, sent_starts, entities, transitions, calibration)
+    return [[ent._replace(confidence=c) for ent, c in zip(ents, cs)] for ents, cs in zip(entities, confidences)]
+
+
+def entity_confidences(
+    probs: Sequence[numpy.ndarray],
+    names: Sequence[str],
+    sent_starts: Sequence[Sequence[bool]],
+    entities: Sequence[Sequence[Entity]],
+    transitions: Optional[numpy.ndarray],
+    calibration: Calibration,
+) -> List[List[float]]:
+    """The confidence of each doc's `entities` (decoded from `probs`) as
+    `calibration` computes it."""
+    scaled = [tempered(p, calibration.temperature) for p in probs]
+    if calibration.confidence == "span":
+        steps = None if transitions is None else numpy.asarray(transitions, numpy.float64) / calibration.temperature
+        return span_probabilities(scaled, names, sent_starts, entities, steps)
+    index = {name: i for i, name in enumerate(names)}
+    result = []
+    for q, ents in zip(scaled, entities):
+        doc_confidences = []
+        for ent in ents:
+            tags = [index[f"B-{ent.label}"]] + [index[f"I-{ent.label}"]] * (ent.end - ent.start - 1)
+            doc_confidences.append(float(q[numpy.arange(ent.start, ent.end), tags].min()))
+        result.append(doc_confidences)
+    return result
 
 
 @lru_cache(maxsize=32)

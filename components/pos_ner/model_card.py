@@ -94,16 +94,49 @@ def threshold_table(calibration: Dict[str, Any]) -> List[str]:
     return rows
 
 
-def calibration_lines(metrics: Dict[str, Any], data: str) -> List[str]:
+def confidence_source(model_dir: Path, config: Dict[str, Any]) -> str:
+    """A sentence on how the pipeline computes `ent._.confidence` (its pos_ner
+    component's cfg, `pos-ner calibrate`) and on its configured threshold."""
+    from .decoding import Calibration
+    from .thresholds import LOW_CONFIDENCE_KEY, Thresholds
+
+    name = next((n for n, c in config["components"].items() if c.get("factory") == "pos_ner"), None)
+    cfg_path = model_dir / name / "cfg" if name else None
+    cfg = json.loads(cfg_path.read_text(encoding="utf8")) if cfg_path is not None and cfg_path.is_file() else {}
+    calibration = Calibration.from_dict(cfg.get("calibration"))
+    if calibration.is_identity:
+        text = "`ent._.confidence` is the lowest probability among the entity's tags, not calibrated."
+    else:
+        what = (
+            "the probability of exactly that span and label"
+            if calibration.confidence == "span"
+            else ("the lowest probability among the entity's tags")
+        )
+        text = (
+            f"`ent._.confidence` is {what}, at temperature {calibration.temperature:g}, fitted on the dev set "
+            "(`pos-ner calibrate`)."
+        )
+    thresholds = Thresholds.from_value(config["components"][name].get("min_confidence") if name else None)
+    if thresholds.is_active:
+        text += (
+            f" Entities below `min_confidence` ({json.dumps(thresholds.to_value())}) are left out of `doc.ents` and"
+            f' kept in `doc.spans["{LOW_CONFIDENCE_KEY}"]`.'
+        )
+    return text
+
+
+def calibration_lines(metrics: Dict[str, Any], data: str, source: str = "") -> List[str]:
     """What the evaluation measured of the confidence's calibration (metrics
-    without a `calibration` block, from before it was measured: that it was not)."""
+    without a `calibration` block, from before it was measured: that it was not),
+    after `source`, the sentence `confidence_source` writes."""
     calibration = metrics.get("calibration")
     if not calibration or calibration.get("ece") is None:
-        return ["It ranks entities; how well it is calibrated was not measured for this model."]
+        return [f"{source} It ranks entities; how well it is calibrated was not measured for this model.".strip()]
     lowercase = ((metrics.get("case_variants") or {}).get("lowercase") or {}).get("calibration") or {}
     mean, precision = calibration.get("mean_confidence"), calibration.get("precision")
     lines = [
-        f"On `{data}` its expected calibration error (ECE: over 10 equal-width confidence bins, the "
+        (f"{source} " if source else "")
+        + f"On `{data}` its expected calibration error (ECE: over 10 equal-width confidence bins, the "
         "gap between the bin's mean confidence and the share of its entities that are correct, weighted "
         f"by the bin's entities; 0 is perfect) is {calibration['ece']:.3f}, its Brier score "
         f"{calibration['brier']:.3f}, over {calibration['n_entities']:,} predicted entities"
@@ -244,7 +277,7 @@ def model_card_meta(
         "lowest per-token softmax probability of the entity's tags after constrained Viterbi decoding, a "
         "number in [0, 1].",
         "",
-        *calibration_lines(metrics, data),
+        *calibration_lines(metrics, data, confidence_source(model_dir, config)),
         "",
         "### Use",
         "",

@@ -1,6 +1,8 @@
 """The `pos_ner` pipeline component: predicts a BIO tag per token from the
 model in `architectures`, decodes a valid entity sequence (`decoding`), and sets
-`doc.ents` with each entity's `span._.confidence`.
+`doc.ents` with each entity's `span._.confidence` (computed as the component's
+fitted `calibration` says, `pos-ner calibrate`); entities below `min_confidence`
+go to `doc.spans["ner_low_confidence"]` instead (`pos_ner.thresholds`).
 
 Registered with spaCy through this package's `spacy_factories` entry point, so
 configs that name `factory = "pos_ner"` work without handing spaCy a code file.
@@ -23,9 +25,10 @@ from thinc.api import Model, SequenceCategoricalCrossentropy, set_dropout_rate
 from thinc.types import Floats2d
 
 from .architectures import DEFAULT_MODEL
-from .decoding import CONFIDENCE_ATTR, decode_batch, tag_names
+from .decoding import CONFIDENCE_ATTR, Calibration, decode_batch, tag_names
 from .layers.transitions import add_gradient, crf_loss
 from .layers.transitions import scores as transition_scores
+from .thresholds import MinConfidence, Thresholds, apply_thresholds
 
 
 def install_extensions() -> None:
@@ -65,25 +68,32 @@ def set_entities(
     probs: Sequence[numpy.ndarray],
     names: Sequence[str],
     transitions: Optional[numpy.ndarray] = None,
+    calibration: Calibration = Calibration(),
+    thresholds: Thresholds = Thresholds(),
 ) -> None:
     """Decode each doc's `probs` (tokens × `names`) into its `doc.ents` and their
-    confidences, with one batched Viterbi pass for all of them (adding the
-    model's learned `transitions`, when it has them)."""
+    confidences (as `calibration` computes them), with one batched Viterbi pass
+    for all of them (adding the model's learned `transitions`, when it has
+    them); with active `thresholds`, the entities below them go to the
+    low-confidence span group (`pos_ner.thresholds.apply_thresholds`)."""
     install_extensions()  # also here: an unpickled PosNer was never __init__-ed in this process
     sent_starts = [sentence_starts(doc) for doc in docs]
-    for doc, entities in zip(docs, decode_batch(probs, names, sent_starts, transitions)):
+    for doc, entities in zip(docs, decode_batch(probs, names, sent_starts, transitions, calibration)):
         doc.ents = [Span(doc, ent.start, ent.end, label=ent.label) for ent in entities]
         for span, ent in zip(doc.ents, entities):
             span._.set(CONFIDENCE_ATTR, ent.confidence)
+        if thresholds.is_active:
+            apply_thresholds(doc, thresholds)
 
 
 @Language.factory(
     "pos_ner",
-    assigns=["doc.ents", "token.ent_iob", "token.ent_type", f"span._.{CONFIDENCE_ATTR}"],
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", f"span._.{CONFIDENCE_ATTR}", "doc.spans"],
     requires=["token.tag"],
     default_config={
         "model": DEFAULT_MODEL,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+        "min_confidence": 0.0,
     },
     default_score_weights={
         "ents_f": 1.0,
@@ -92,13 +102,20 @@ def set_entities(
         "ents_per_type": None,
     },
 )
-def make_pos_ner(nlp: Language, name: str, model: Model, scorer: Optional[Callable]) -> "PosNer":
-    return PosNer(nlp.vocab, model, name, scorer=scorer)
+def make_pos_ner(
+    nlp: Language, name: str, model: Model, scorer: Optional[Callable], min_confidence: MinConfidence
+) -> "PosNer":
+    """`min_confidence`: a number for every label, or a table of labels (the key
+    "*" for the others); entities below it go to doc.spans["ner_low_confidence"]."""
+    return PosNer(nlp.vocab, model, name, scorer=scorer, min_confidence=min_confidence)
 
 
 class PosNer(TrainablePipe):
     """Predict a BIO tag per token, decode a valid entity sequence, set
-    `doc.ents` and each entity's `span._.confidence`."""
+    `doc.ents` and each entity's `span._.confidence`. `cfg["calibration"]`
+    (written by `pos-ner calibrate`, saved with the component) says how the
+    confidence is computed; `min_confidence` which entities leave doc.ents for
+    doc.spans["ner_low_confidence"]."""
 
     def __init__(
         self,
@@ -107,12 +124,14 @@ class PosNer(TrainablePipe):
         name: str = "ner",
         *,
         scorer: Optional[Callable] = get_ner_prf,
+        min_confidence: MinConfidence = 0.0,
     ) -> None:
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
         self.cfg: Dict = {"labels": []}
+        self.thresholds = Thresholds.from_value(min_confidence, f"components.{name}.min_confidence")
         install_extensions()
         limit_torch_threads_in_forked_workers()
 
@@ -129,6 +148,15 @@ class PosNer(TrainablePipe):
     def tag_names(self) -> List[str]:
         """Output classes: "O", then "B-X" and "I-X" for each label X."""
         return tag_names(self.labels)
+
+    @property
+    def calibration(self) -> Calibration:
+        """How `span._.confidence` is computed (the identity until `pos-ner calibrate` fits one)."""
+        return Calibration.from_dict(self.cfg.get("calibration"))
+
+    @calibration.setter
+    def calibration(self, value: Calibration) -> None:
+        self.cfg["calibration"] = value.to_dict()
 
     def add_label(self, label: str) -> int:
         if not isinstance(label, str):
@@ -182,7 +210,7 @@ class PosNer(TrainablePipe):
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Floats2d]) -> None:
         probs = [self.model.ops.to_numpy(doc_scores) for doc_scores in scores]
-        set_entities(list(docs), probs, self.tag_names, self.transitions)
+        set_entities(list(docs), probs, self.tag_names, self.transitions, self.calibration, self.thresholds)
 
     def update(
         self,

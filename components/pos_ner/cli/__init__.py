@@ -15,6 +15,7 @@ from typing import List, Optional
 
 from . import (  # noqa: F401  (each module registers its command on `app`)
     annotate,
+    calibrate,
     check_data,
     convert,
     corpus,

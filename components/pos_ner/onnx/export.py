@@ -267,6 +267,9 @@ def export(
         "ner_tags": ner.tag_names,
         # The learned transition scores the decoder adds (pos_ner's `transitions = true`), or null.
         "ner_transitions": None if ner.transitions is None else ner.transitions.tolist(),
+        # How ent._.confidence is computed (pos-ner calibrate), and which entities leave doc.ents.
+        "calibration": ner.calibration.to_dict(),
+        "min_confidence": ner.thresholds.to_value(),
         "tagger_labels": tag_labels,
         "features": features,
         # Per attribute other than TAG, in feature_rows' order: thinc's hash seed and table size.

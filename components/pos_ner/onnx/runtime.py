@@ -32,9 +32,10 @@ from spacy.vocab import Vocab, create_vocab
 from thinc.api import NumpyOps
 
 from .. import onnx_component  # noqa: F401  (registers the pos_ner_onnx factory onnx_pipeline adds)
-from ..decoding import tag_names
+from ..decoding import Calibration, tag_names
 from ..layers.length_groups import length_groups
 from ..pipeline_component import install_extensions, set_entities
+from ..thresholds import Thresholds
 from ..windows import WORDPIECE_WINDOWS, WordpieceCounter, doc_windows
 from . import META_FILE
 
@@ -98,6 +99,9 @@ class OnnxNer:
         # Exports from before learned transitions have no key: none.
         steps = self.meta.get("ner_transitions")
         self.transitions = None if steps is None else numpy.asarray(steps, dtype=numpy.float64)
+        # Exports from before calibration have neither key: the identity and no threshold.
+        self.calibration = Calibration.from_dict(self.meta.get("calibration"))
+        self.thresholds = Thresholds.from_value(self.meta.get("min_confidence"), f"{meta_path}: min_confidence")
         self.max_batch_tokens = max_batch_tokens
         install_extensions()
 
@@ -126,7 +130,7 @@ class OnnxNer:
         for doc, doc_tags in zip(docs, tag_ids):
             for token, tag_id in zip(doc, doc_tags):
                 token.tag_ = labels[tag_id]
-        set_entities(docs, probs, self.tag_names, self.transitions)
+        set_entities(docs, probs, self.tag_names, self.transitions, self.calibration, self.thresholds)
 
     def predict(self, docs: Sequence[Doc]) -> Tuple[List[numpy.ndarray], List[numpy.ndarray], List[numpy.ndarray]]:
         """Per doc: tag ids, tagger scores and NER probabilities (over meta["ner_tags"]).
