@@ -20,6 +20,8 @@ import pytest
 import spacy
 from spacy.util import load_config
 
+from pos_ner import Calibration
+
 from conftest import ROOT, make_sentence, make_tiny_bert
 
 PACKAGE = "en_ner_pos_conll"
@@ -151,10 +153,16 @@ def test_project_outputs(project):
     assert "ents_f" in meta["performance"]
     config = load_config(project / "training/pos_ner/model-best/config.cfg")
     assert config["training"]["max_steps"] == 40 and config["training"]["batcher"]["size"] == 150
+    # the train step calibrated the model it leaves (or said why not: no entity predicted on dev)
+    calibration = json.loads((project / "training/pos_ner/calibration.json").read_text())
+    ner = spacy.load(project / "training/pos_ner/model-best").get_pipe("ner")
+    assert ner.calibration == Calibration.from_dict(calibration["picked"])
+    assert calibration["candidates"] or calibration["reason"]
     # the package step's model card: the evaluation's scores and weaknesses, in the wheel's README too
     readme = next((project / "packages").glob(f"{PACKAGE}-*/README.md")).read_text()
     assert f"**{100 * metrics['entities']['micro']['f1-score']:.2f}**" in readme
     assert "### Known weaknesses" in readme and "The same text lowercased: micro F1" in readme
+    assert "`ent._.confidence` is " in readme
     assert "Data: CoNLL-2003 English (Reuters news, 1996-1997), text from the Reuters Corpus (RCV1)" in readme
     wheel = next((project / "packages").glob(f"{PACKAGE}-*/dist/{PACKAGE}-*.whl"))
     with zipfile.ZipFile(wheel) as archive:

@@ -11,6 +11,13 @@ survive the object store) turns texts into the entities of
 driver writes them to one output file in input order (`preserve_order`),
 checking that order as it goes.
 
+With thresholds (`Job.thresholds`, `--min-confidence`; `pos_ner.thresholds`)
+the actors split each doc's entities after the pipeline: those below their
+label's threshold go to a "low_confidence" field or column of their own (the
+same entity fields), the others stay in "entities". The output has that
+field/column exactly when thresholds were applied: by the job, or by the
+model's own `min_confidence` (then the first annotated record tells the writer).
+
 A record the pipeline cannot process (a text over `nlp.max_length`, a
 non-finite confidence, an exception in the pipeline) comes back with a reason
 and is rejected like a bad input record; a pipeline that cannot be loaded
@@ -34,14 +41,25 @@ from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
 
 from .backends import Backend, load
-from .io.records import NO_ID, BadRecord, doc_to_entities, dumps, json_type, loads_strict
+from .io.records import (
+    LOW_CONFIDENCE_FIELD,
+    NO_ID,
+    BadRecord,
+    doc_to_entities,
+    dumps,
+    json_type,
+    loads_strict,
+    low_confidence_entities,
+)
+from .thresholds import Thresholds, apply_thresholds
 
 # Columns of the records inside Ray: the input position (JSONL line, Parquet
 # row), the record's id as JSON text (null: it has none), its text; and what
-# the actors add: the entities as JSON text, or why the record is rejected,
-# or why no record can be processed (the pipeline did not load).
+# the actors add: the entities as JSON text, the low-confidence ones as JSON
+# text (null: no thresholds applied), or why the record is rejected, or why no
+# record can be processed (the pipeline did not load).
 POSITION, ID, TEXT = "__position", "__id", "__text"
-ENTITIES, ERROR, FATAL = "__entities", "__error", "__fatal"
+ENTITIES, LOW_CONFIDENCE, ERROR, FATAL = "__entities", "__low_confidence", "__error", "__fatal"
 # Good records per object-store chunk (one of Ray Data's blocks): a batch, but at
 # most CHUNK_ROWS records or CHUNK_CHARS characters. Ray Data gives an actor a
 # block at a time, so small blocks keep every actor busy even on a small input.
@@ -341,9 +359,11 @@ def plan_resources(actors: int, cpus_per_actor: Optional[float], gpu: Optional[b
 
 class Annotator:
     """A Ray Data actor: loads the pipeline once, then annotates batches
-    (pyarrow tables of POSITION, ID, TEXT) into POSITION, ID, ENTITIES, ERROR,
-    FATAL. `describe(model, error)` says why loading failed (the CLI's
-    `load_reason`); without it, the exception's type and message."""
+    (pyarrow tables of POSITION, ID, TEXT) into POSITION, ID, ENTITIES,
+    LOW_CONFIDENCE, ERROR, FATAL. `describe(model, error)` says why loading
+    failed (the CLI's `load_reason`); without it, the exception's type and
+    message. `thresholds`, if given, split each doc's entities anew after the
+    pipeline (`apply_thresholds`), replacing the model's own."""
 
     def __init__(
         self,
@@ -353,8 +373,10 @@ class Annotator:
         threads: int = 0,
         describe: Optional[Callable[[str, BaseException], str]] = None,
         backend: Backend = Backend.pytorch,
+        thresholds: Optional[Thresholds] = None,
     ):
         self.text_field = text_field
+        self.thresholds = thresholds
         self.nlp: Any = None
         self.fatal: Optional[str] = None
         if threads > 0:  # Ray sets OMP_NUM_THREADS from num_cpus too; torch may have read it earlier
@@ -383,24 +405,29 @@ class Annotator:
 
         n = batch.num_rows
         if self.fatal is not None:
-            entities, errors, fatal = [None] * n, [None] * n, [self.fatal] * n
+            entities, low, errors, fatal = [None] * n, [None] * n, [None] * n, [self.fatal] * n
         else:
-            entities, errors = self.annotate(batch.column(TEXT).to_pylist())
+            entities, low, errors = self.annotate(batch.column(TEXT).to_pylist())
             fatal = [None] * n
         return pa.table(
             {
                 POSITION: batch.column(POSITION),
                 ID: batch.column(ID),
                 ENTITIES: pa.array(entities, pa.string()),
+                LOW_CONFIDENCE: pa.array(low, pa.string()),
                 ERROR: pa.array(errors, pa.string()),
                 FATAL: pa.array(fatal, pa.string()),
             }
         )
 
-    def annotate(self, texts: List[str]) -> Tuple[List[Optional[str]], List[Optional[str]]]:
-        """(entities as JSON text, reject reason) per text; exactly one of the two is None."""
+    def annotate(self, texts: List[str]) -> Tuple[List[Optional[str]], List[Optional[str]], List[Optional[str]]]:
+        """(entities as JSON text, low-confidence entities as JSON text, reject
+        reason) per text; exactly one of the entities and the reason is None,
+        and the low-confidence entities are None too where the doc has no such
+        group (no thresholds applied) or the text is rejected."""
         nlp = self.nlp
         entities: List[Optional[str]] = [None] * len(texts)
+        low: List[Optional[str]] = [None] * len(texts)
         errors: List[Optional[str]] = [None] * len(texts)
         todo = []
         for i, text in enumerate(texts):
@@ -423,11 +450,17 @@ class Annotator:
         for i, doc in zip(todo, docs):
             if doc is None:
                 continue
+            if self.thresholds is not None:
+                apply_thresholds(doc, self.thresholds)
+            low_entities = low_confidence_entities(doc)
             try:
-                entities[i] = dumps(doc_to_entities(doc)).decode("utf8")
+                text_entities = dumps(doc_to_entities(doc)).decode("utf8")
+                text_low = None if low_entities is None else dumps(low_entities).decode("utf8")
             except ValueError as error:  # a non-finite confidence: not JSON
                 errors[i] = f"output is not valid JSON: {error}"
-        return entities, errors
+            else:
+                entities[i], low[i] = text_entities, text_low
+        return entities, low, errors
 
 
 def _chunk(records: List[Good]) -> Any:
@@ -457,15 +490,18 @@ def id_kind(kinds: Set[type], big_int: bool) -> IdKind:
 
 
 class JsonlWriter:
-    """{ID_FIELD: id, "entities": [...]} per line, as `dumps` writes it."""
+    """{ID_FIELD: id, "entities": [...]} per line, as `dumps` writes it, with
+    "low_confidence": [...] after "entities" where the record has them."""
 
     def __init__(self, file: IO[bytes], id_field: str):
         self.file = file
         self.key = dumps(id_field)
+        self.low_key = b", " + dumps(LOW_CONFIDENCE_FIELD) + b": "
 
-    def write(self, id_json: str, entities_json: str) -> None:
+    def write(self, id_json: str, entities_json: str, low_json: Optional[str] = None) -> None:
+        low = b"" if low_json is None else self.low_key + low_json.encode()
         self.file.write(
-            b"{" + self.key + b": " + id_json.encode() + b', "entities": ' + entities_json.encode() + b"}\n"
+            b"{" + self.key + b": " + id_json.encode() + b', "entities": ' + entities_json.encode() + low + b"}\n"
         )
 
     def close(self) -> None:
@@ -490,26 +526,48 @@ def entity_type() -> Any:
 
 
 class ParquetWriter:
-    """Columns ID_FIELD (int64 or string, see `id_kind`) and "entities" (a list
-    of structs with the fields of `doc_to_entities`), one row group per
-    ROW_GROUP_ROWS rows."""
+    """Columns ID_FIELD (int64 or string, see `id_kind`), "entities" (a list
+    of structs with the fields of `doc_to_entities`) and, where thresholds
+    were applied, "low_confidence" (the same type), one row group per
+    ROW_GROUP_ROWS rows. The schema is fixed at the first row written: it has
+    "low_confidence" if `low_confidence` (the job applies thresholds) or if
+    that row has them (the model's own thresholds); an output without rows
+    has it if `low_confidence`."""
 
-    def __init__(self, file: IO[bytes], id_field: str, kind: IdKind):
+    def __init__(self, file: IO[bytes], id_field: str, kind: IdKind, low_confidence: bool = False):
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         self.kind = kind
+        self.id_field = id_field
         self.id_type = pa.int64() if kind == IdKind.integer else pa.string()
-        self.schema = pa.schema([(id_field, self.id_type), ("entities", pa.list_(entity_type()))])
-        self.writer = pq.ParquetWriter(file, self.schema)
+        self.low_confidence = low_confidence
+        self.writer: Any = None
+        self.schema: Any = None
         self.file = file
         self.ids: List[Any] = []
         self.entities: List[Any] = []
+        self.low: List[Any] = []
 
-    def write(self, id_json: str, entities_json: str) -> None:
+    def _open(self, low_confidence: bool) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fields = [(self.id_field, self.id_type), ("entities", pa.list_(entity_type()))]
+        if low_confidence:
+            fields.append((LOW_CONFIDENCE_FIELD, pa.list_(entity_type())))
+        self.low_confidence = low_confidence
+        self.schema = pa.schema(fields)
+        self.writer = pq.ParquetWriter(self.file, self.schema)
+
+    def write(self, id_json: str, entities_json: str, low_json: Optional[str] = None) -> None:
+        if self.writer is None:
+            self._open(self.low_confidence or low_json is not None)
+        if low_json is not None and not self.low_confidence:  # never: one pipeline treats every doc alike
+            raise BatchError("a record has low-confidence entities, but the records before it had none")
         value = json.loads(id_json)
         self.ids.append(value if self.kind == IdKind.integer or isinstance(value, str) else id_json)
         self.entities.append(json.loads(entities_json))
+        self.low.append(None if low_json is None else json.loads(low_json))
         if len(self.ids) >= ROW_GROUP_ROWS:
             self.flush()
 
@@ -517,11 +575,16 @@ class ParquetWriter:
         import pyarrow as pa
 
         if self.ids:
-            columns = [pa.array(self.ids, self.id_type), pa.array(self.entities, self.schema.field(1).type)]
+            entities_type = self.schema.field("entities").type
+            columns = [pa.array(self.ids, self.id_type), pa.array(self.entities, entities_type)]
+            if self.low_confidence:
+                columns.append(pa.array(self.low, entities_type))
             self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
-            self.ids, self.entities = [], []
+            self.ids, self.entities, self.low = [], [], []
 
     def close(self) -> None:
+        if self.writer is None:  # no rows: the schema alone
+            self._open(self.low_confidence)
         self.flush()
         self.writer.close()  # writes the footer; the file itself stays open (atomic_file closes it)
         self.file.flush()
@@ -530,7 +593,8 @@ class ParquetWriter:
         """Close the writer of a failed run (its file is about to be removed),
         so that it does not try to write the footer later, to a closed file."""
         try:
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
         except Exception:
             pass
 
@@ -555,6 +619,8 @@ class Job(NamedTuple):
     num_cpus: Optional[int] = None
     describe: Optional[Callable[[str, BaseException], str]] = None
     backend: Backend = Backend.pytorch
+    # Applied by the actors after the pipeline, replacing the model's own; None: the model's alone.
+    thresholds: Optional[Thresholds] = None
 
 
 def annotate(
@@ -633,8 +699,8 @@ def _write(
         if "first_batch_s" not in timings:
             timings["first_batch_s"], timings["first_batch_rows"] = time.perf_counter() - start, batch.num_rows
         before = time.perf_counter()
-        columns = [batch.column(name).to_pylist() for name in (POSITION, ID, ENTITIES, ERROR, FATAL)]
-        for position, id_json, entities, error, fatal in zip(*columns):
+        columns = [batch.column(name).to_pylist() for name in (POSITION, ID, ENTITIES, LOW_CONFIDENCE, ERROR, FATAL)]
+        for position, id_json, entities, low, error, fatal in zip(*columns):
             if fatal is not None:
                 raise BatchError(fatal)
             if position <= last:  # never, with preserve_order
@@ -644,7 +710,7 @@ def _write(
             if error is not None:
                 on_reject(Bad(position, error, NO_ID if id_json is None else json.loads(id_json)))
             else:
-                writer.write(dumps(position).decode() if id_json is None else id_json, entities)
+                writer.write(dumps(position).decode() if id_json is None else id_json, entities, low)
                 written += 1
         write_s += time.perf_counter() - before
     timings["annotate_s"] = time.perf_counter() - start
@@ -704,6 +770,7 @@ class _LazyRay:
                     "threads": max(1, math.floor(resources.cpus_per_actor)),
                     "describe": job.describe,
                     "backend": job.backend,
+                    "thresholds": job.thresholds,
                 },
                 compute=ray.data.ActorPoolStrategy(size=job.actors),
                 batch_size=job.batch_size,

@@ -9,12 +9,17 @@ INPUT:row ROW: reason, and written to the rejects file, JSONL of {"line" or
 written only when there are rejects, and an earlier run's is removed once the
 new output is in place. Both are written atomically: a failed or interrupted
 run leaves an earlier OUTPUT as it was.
+
+`--min-confidence` works as in `pos-ner predict`: the entities below their
+label's threshold go to a "low_confidence" field (JSONL) or column (Parquet)
+of their own, present exactly when thresholds are applied (this option or the
+model's own `min_confidence`).
 """
 
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
-from typing import IO, Iterator, Optional, Union
+from typing import IO, Iterator, List, Optional, Union
 
 import typer
 
@@ -37,8 +42,9 @@ from ..batch import (
     require_ray,
 )
 from ..io.files import atomic_file, check_output
-from ..io.records import default_rejects_path, dumps, reject_entry
+from ..io.records import LOW_CONFIDENCE_FIELD, default_rejects_path, dumps, reject_entry
 from ._util import app, fail, load_reason, model_location, require_extras, require_file
+from .predict import MIN_CONFIDENCE_HELP, MIN_CONFIDENCE_OPTION, parse_min_confidence
 
 # Rejects shown on stderr; the rest are only in the rejects file.
 SHOWN_REJECTS = 20
@@ -147,11 +153,17 @@ def annotate_cli(
         help="JSONL of the rejected records (line or row, id, reason); default: OUTPUT's name with .rejects.jsonl. "
         "Written only if there are any.",
     ),
+    min_confidence: Optional[List[str]] = typer.Option(
+        None, MIN_CONFIDENCE_OPTION, metavar="[LABEL=]NUMBER", help=MIN_CONFIDENCE_HELP
+    ),
 ) -> None:
     """Write the entities MODEL finds in each INPUT record to OUTPUT, one row
     per good record: its id and "entities" (start_char, end_char, text, label,
     confidence, as `pos-ner predict` and the HTTP API give them), in input
-    order. Runs on Ray Data: a pool of --actors actors, each loading MODEL once."""
+    order; with thresholds (--min-confidence or the model's own), also
+    "low_confidence", the entities below them. Runs on Ray Data: a pool of
+    --actors actors, each loading MODEL once."""
+    thresholds = parse_min_confidence(min_confidence)
     require_extras("pos-ner annotate", "batch", *(["onnx"] if backend.is_onnx else []))
     require_file(input_path, "JSONL or Parquet file", 2)
     if fmt == Format.auto:
@@ -161,8 +173,8 @@ def annotate_cli(
     out_fmt = format_of(output_path) or fail(
         f"{output_path}: expected a .parquet or .jsonl (.ndjson, .json) output path", 2
     )
-    if id_field == "entities":
-        raise typer.BadParameter("'entities' is the output's own column", param_hint="--id-field")
+    if id_field in ("entities", LOW_CONFIDENCE_FIELD):
+        raise typer.BadParameter(f"{id_field!r} is the output's own column", param_hint="--id-field")
     if address and num_cpus is not None:
         raise typer.BadParameter("is for the local Ray cluster, not with --address", param_hint="--num-cpus")
     if num_cpus is not None and actors * (cpus_per_actor or 1) > num_cpus:  # before Ray starts (it checks again)
@@ -197,6 +209,7 @@ def annotate_cli(
         num_cpus=num_cpus,
         describe=partial(load_reason, backend=backend),
         backend=backend,
+        thresholds=thresholds,
     )
     with ExitStack() as stack:
         # The rejects file is entered after OUTPUT, so renamed into place first:
@@ -214,7 +227,9 @@ def annotate_cli(
             records = read_jsonl(source, text_field, id_field)
 
         def make_writer(kind: IdKind) -> Writer:
-            return ParquetWriter(out, id_field, kind) if out_fmt == Format.parquet else JsonlWriter(out, id_field)
+            if out_fmt == Format.parquet:
+                return ParquetWriter(out, id_field, kind, low_confidence=thresholds is not None)
+            return JsonlWriter(out, id_field)
 
         try:
             counts = annotate(records, job, make_writer, rejects.add)

@@ -9,6 +9,14 @@ The rejects file is written only when there are rejects; a rejects file left
 at the same path by an earlier run is removed once the new output is in place,
 so OUTPUT and its rejects file always come from the same run. Both are written
 atomically: a failed or interrupted run leaves an earlier OUTPUT as it was.
+
+`--min-confidence` (repeatable: NUMBER for every label, LABEL=NUMBER for one)
+moves the entities below their label's threshold from "entities" to
+"low_confidence", in this process, after the pipeline (any backend, any
+--n-process); it replaces the model's own `min_confidence`. Records get
+"low_confidence" exactly when a threshold was applied (this option or the
+model's config). `parse_min_confidence` and `MIN_CONFIDENCE_HELP` serve
+`annotate` and `serve` too.
 """
 
 import gc
@@ -21,7 +29,7 @@ import warnings
 from collections import deque
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any, Deque, Dict, Iterator, Optional
+from typing import IO, Any, Deque, Dict, Iterator, List, Optional
 
 import typer
 
@@ -37,14 +45,39 @@ from ..io.records import (
     detect_format,
     doc_to_entities,
     dumps,
+    low_confidence_entities,
     output_record,
     read_records,
     reject_entry,
     to_input,
 )
+from ..thresholds import Thresholds, apply_thresholds
 from ._util import app, fail, load_pipeline, model_location
 
 _WORKERS_IGNORE_SIGINT = False
+
+MIN_CONFIDENCE_OPTION = "--min-confidence"
+MIN_CONFIDENCE_HELP = (
+    'Lowest confidence (0 to 1) an entity needs to stay in "entities"; those below go to "low_confidence". '
+    "NUMBER for every label or LABEL=NUMBER for one (repeat the option for several); replaces the model's own "
+    "min_confidence"
+)
+
+
+def parse_min_confidence(values: Optional[List[str]]) -> Optional[Thresholds]:
+    """The thresholds of the --min-confidence values given (None if none were);
+    a bad value is a usage error (exit 2) that names the option and the value."""
+    if not values:
+        return None
+    for text in values:
+        try:
+            Thresholds.parse([text], MIN_CONFIDENCE_OPTION)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{text!r}: expected NUMBER or LABEL=NUMBER, the number from 0 to 1",
+                param_hint=f"'{MIN_CONFIDENCE_OPTION}'",
+            ) from None
+    return Thresholds.parse(values, MIN_CONFIDENCE_OPTION)
 
 
 def _worker_signals() -> None:
@@ -146,9 +179,13 @@ def predict_cli(
         help="JSONL of the skipped records (line, id, reason); default: OUTPUT's name with .rejects.jsonl, "
         "none for stdout or a device. Written only if there are any.",
     ),
+    min_confidence: Optional[List[str]] = typer.Option(
+        None, MIN_CONFIDENCE_OPTION, metavar="[LABEL=]NUMBER", help=MIN_CONFIDENCE_HELP
+    ),
 ) -> None:
     """Write the entities MODEL finds in each INPUT record to OUTPUT (JSONL,
     one record per good input record, with its input "line")."""
+    thresholds = parse_min_confidence(min_confidence)
     from_stdin, to_stdout = input_path == "-", output_path == "-"
     if not from_stdin:
         source_path = Path(input_path)
@@ -180,7 +217,9 @@ def predict_cli(
         nlp = load_pipeline(model, backend)
         if fmt == Format.auto:
             fmt = Format.text if from_stdin else detect_format(Path(input_path))
-        written = predict(nlp, source, out, rejects, input_path, output_path, fmt, batch_size, n_process, on_error)
+        written = predict(
+            nlp, source, out, rejects, input_path, output_path, fmt, batch_size, n_process, on_error, thresholds
+        )
     if rejects.file is None and rejects_path is not None and rejects_path.is_file() and on_error == OnError.skip:
         rejects_path.unlink()  # an earlier run's, paired with the output that has just been replaced
     where = f" (see {rejects_path})" if rejects.count and rejects_path is not None else ""
@@ -198,9 +237,11 @@ def predict(
     batch_size: int,
     n_process: int,
     on_error: OnError,
+    thresholds: Optional[Thresholds] = None,
 ) -> int:
     """Run the pipeline over `source`, writing to `out` and `rejects`; the
-    number of records written (the rejected ones are counted in `rejects`)."""
+    number of records written (the rejected ones are counted in `rejects`).
+    `thresholds`, if given, split each doc's entities anew (`apply_thresholds`)."""
     from tqdm import tqdm
 
     to_stdout = output_path == "-"
@@ -242,9 +283,13 @@ def predict(
         for doc in docs:
             raise_if_stopped()  # a SIGINT or SIGTERM whose exception a library swallowed
             record = pending.popleft()
-            entities = doc_to_entities(doc, with_tokens=fmt == Format.tokens)
+            if thresholds is not None:  # here, not in the workers: the same for every backend and --n-process
+                apply_thresholds(doc, thresholds)
+            with_tokens = fmt == Format.tokens
+            entities = doc_to_entities(doc, with_tokens=with_tokens)
+            low_confidence = low_confidence_entities(doc, with_tokens=with_tokens)
             try:
-                line = dumps(output_record(record, entities))
+                line = dumps(output_record(record, entities, low_confidence))
             except ValueError as error:  # a non-finite confidence: not JSON
                 report(record.line, BadRecord(f"output is not valid JSON: {error}", record.fields.get("id", NO_ID)))
                 continue

@@ -1,7 +1,10 @@
+from typing import List, Optional
+
 import typer
 
 from ..backends import BACKEND_HELP, Backend
 from ._util import app, load_pipeline, require_extras
+from .predict import MIN_CONFIDENCE_OPTION, parse_min_confidence
 
 
 @app.command("serve")
@@ -36,8 +39,19 @@ def serve_cli(
     max_connections: int = typer.Option(
         64, envvar="NER_MAX_CONNECTIONS", min=1, help="Most open connections served (503 past it)"
     ),
+    min_confidence: Optional[List[str]] = typer.Option(
+        None,
+        MIN_CONFIDENCE_OPTION,
+        envvar="NER_MIN_CONFIDENCE",
+        metavar="[LABEL=]NUMBER",
+        help='Default lowest confidence (0 to 1) an entity needs to stay in a result\'s "entities"; those below '
+        'go to its "low_confidence". NUMBER for every label or LABEL=NUMBER for one (repeat the option; in '
+        "NER_MIN_CONFIDENCE separated by spaces); replaces the model's own min_confidence. A request's "
+        '"min_confidence" field replaces it for that request',
+    ),
 ) -> None:
     """Serve MODEL's entities over HTTP."""
+    thresholds = parse_min_confidence(min_confidence)
     require_extras("pos-ner serve", "serve")
     from ..serving import create_app, log_config, logger, make_server
 
@@ -53,6 +67,7 @@ def serve_cli(
         batch_tokens=batch_tokens,
         max_word_chars=max_word_chars,
         body_timeout=body_timeout,
+        min_confidence=thresholds,
     )
     server = make_server(api, host, port, max_connections=max_connections, log_config=log_config())
     # uvicorn.Config has configured logging: this line goes where uvicorn's own lines go
@@ -63,4 +78,6 @@ def serve_cli(
         body_timeout,
         max_connections,
     )
+    if thresholds is not None:
+        logger.info("min confidence by default: %s", thresholds.to_value())
     server.run()

@@ -6,7 +6,11 @@ with no entities), JSONL with a "text" field, or JSONL with a pre-tokenized
 "tokens" list. JSONL records keep their other fields ("id" among them, as is);
 blank JSONL lines are not records and are ignored. Every output record gets
 "line", the 1-based input line it came from, so each output record can be
-traced back even when bad records in between were skipped.
+traced back even when bad records in between were skipped. A record gets
+"low_confidence" too, the entities a confidence threshold took out of
+"entities" (`pos_ner.thresholds`), exactly when its doc has that span group:
+when a threshold was applied (an option, a request field or the model's own
+`min_confidence`); without one, records have no such field.
 
 JSON is parsed strictly: NaN, Infinity, -Infinity and numbers too large for a
 float (1e400) are not JSON and would make the output invalid JSON, so such a
@@ -25,12 +29,13 @@ import math
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from ..decoding import CONFIDENCE_ATTR
+from ..thresholds import LOW_CONFIDENCE_KEY
 
 
 class Format(str, Enum):
@@ -47,6 +52,9 @@ class OnError(str, Enum):
 
 # Fields that `predict` writes itself; an input field of the same name is replaced.
 OUTPUT_FIELDS = ("line", "entities")
+# The field of the entities below a confidence threshold, written (replacing an
+# input field of that name) only where thresholds were applied.
+LOW_CONFIDENCE_FIELD = "low_confidence"
 # C0 controls, DEL, zero-width space/non-joiner/joiner, word joiner, BOM.
 FORBIDDEN_IN_TOKENS = re.compile("[\x00-\x1f\x7f\u200b-\u200d\u2060\ufeff]")
 # Marks a record without an "id" field (its id may be null).
@@ -79,10 +87,15 @@ def reject_entry(line: int, reason: str, record_id: Any = NO_ID) -> Dict[str, An
     return entry
 
 
-def output_record(record: Record, entities: List[Dict]) -> Dict[str, Any]:
-    """The output record: "line" first, the input's own fields, then "entities"."""
-    kept = {key: value for key, value in record.fields.items() if key not in OUTPUT_FIELDS}
-    return {"line": record.line, **kept, "entities": entities}
+def output_record(record: Record, entities: List[Dict], low_confidence: Optional[List[Dict]] = None) -> Dict[str, Any]:
+    """The output record: "line" first, the input's own fields, then "entities"
+    and, if it is not None, "low_confidence" (`low_confidence_entities`)."""
+    replaced = OUTPUT_FIELDS if low_confidence is None else (*OUTPUT_FIELDS, LOW_CONFIDENCE_FIELD)
+    kept = {key: value for key, value in record.fields.items() if key not in replaced}
+    output = {"line": record.line, **kept, "entities": entities}
+    if low_confidence is not None:
+        output[LOW_CONFIDENCE_FIELD] = low_confidence
+    return output
 
 
 def dumps(value: Any) -> bytes:
@@ -109,9 +122,24 @@ def loads_strict(line: str) -> Any:
 def doc_to_entities(doc: Doc, with_tokens: bool = False) -> List[Dict]:
     """The entities of `doc` as JSON-ready dicts (confidence is None for
     pipelines without `span._.confidence`); `with_tokens` adds token indices."""
+    return spans_to_entities(doc.ents, with_tokens)
+
+
+def low_confidence_entities(doc: Doc, with_tokens: bool = False) -> Optional[List[Dict]]:
+    """The entities a confidence threshold took out of `doc.ents` (the span
+    group `doc.spans["ner_low_confidence"]`, see `pos_ner.thresholds`), as
+    `doc_to_entities` gives entities; None if `doc` has no such group (no
+    threshold was applied to it), [] if the threshold took none."""
+    if LOW_CONFIDENCE_KEY not in doc.spans:
+        return None
+    return spans_to_entities(doc.spans[LOW_CONFIDENCE_KEY], with_tokens)
+
+
+def spans_to_entities(spans: Iterable[Span], with_tokens: bool = False) -> List[Dict]:
+    """`spans` as JSON-ready entity dicts (see `doc_to_entities`)."""
     has_confidence = Span.has_extension(CONFIDENCE_ATTR)
     entities = []
-    for ent in doc.ents:
+    for ent in spans:
         entity = {
             "start_char": ent.start_char,
             "end_char": ent.end_char,

@@ -1,7 +1,9 @@
 """HTTP API for a trained pipeline (FastAPI + uvicorn).
 
-POST /ner with {"text": "..."} or {"texts": ["...", ...]} returns
-{"results": [{"entities": [...]}, ...]}; GET /health names the model, GET
+POST /ner with {"text": "..."} or {"texts": ["...", ...]} (and optionally
+"min_confidence", the request's confidence thresholds) returns
+{"results": [{"entities": [...]}, ...]}, each result with "low_confidence"
+too where thresholds apply; GET /health names the model, GET
 /metrics is for Prometheus, GET / is a page to try the model. Every response
 carries an X-Request-ID header, and every error has one JSON shape.
 

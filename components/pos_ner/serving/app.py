@@ -15,26 +15,34 @@ for the scheduler.
   that a request's unseen words add to the vocab are freed afterwards instead
   of growing the process forever. Docs made in a zone must not be touched
   after it, so entities are turned into plain dicts inside the zone.
+- Confidence thresholds: a request's "min_confidence", else the service's
+  default (`min_confidence`, `pos-ner serve --min-confidence`), split each of
+  its results' entities into "entities" and "low_confidence" in its own job,
+  after the pipeline call it may have shared with other requests, so one
+  request's thresholds never touch another's results. Without either, the
+  results are the pipeline's: "low_confidence" only where the model's own
+  `min_confidence` made the span group.
 """
 
 import asyncio
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, Union
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from spacy.language import Language
 
-from ..io.records import doc_to_entities
+from ..io.records import LOW_CONFIDENCE_FIELD, doc_to_entities, low_confidence_entities
+from ..thresholds import MinConfidence, Thresholds
 from .errors import ERROR_RESPONSES, REQUEST_ID_HEADER, ApiError, ErrorBody, ErrorHandlers
 from .guard import RequestGuard, read_body
 from .metrics import Metrics
 from .page import PAGE_ASSETS, add_page_routes, page_html
 from .scheduler import Batch, Job, RoundRobinWorker, batches
-from .schemas import HealthResponse, NerResponse, check_content_type, parse_texts, request_models
+from .schemas import HealthResponse, NerResponse, check_content_type, parse_request, request_models
 
 # Seconds of token counting after which a job lets the others take a turn.
 COUNT_SLICE_S = 0.05
@@ -55,10 +63,19 @@ class Limits:
 
 
 class Service:
-    """What one app's routes share: the pipeline and its limits, the worker, the metrics."""
+    """What one app's routes share: the pipeline and its limits, the worker, the metrics,
+    the default thresholds (None: the model's own)."""
 
-    def __init__(self, nlp: Language, model_name: Optional[str], limits: Limits, metrics: Metrics):
+    def __init__(
+        self,
+        nlp: Language,
+        model_name: Optional[str],
+        limits: Limits,
+        metrics: Metrics,
+        min_confidence: Optional[Thresholds] = None,
+    ):
         self.nlp, self.limits, self.metrics = nlp, limits, metrics
+        self.min_confidence = min_confidence
         self.models = request_models(limits.max_texts, limits.max_chars)
         meta = nlp.meta
         self.health_body = {
@@ -71,15 +88,17 @@ class Service:
         self.worker = RoundRobinWorker(self.run_batch, max_tokens=limits.batch_tokens, max_texts=limits.batch_size)
 
     def run_batch(self, texts: List[str]) -> List[Dict[str, Any]]:
-        """One pipeline call, for the batches of one or several requests."""
+        """One pipeline call, for the batches of one or several requests: per
+        text its "entities", and "low_confidence" where the doc has the group."""
         with self.nlp.memory_zone():  # plain dicts out: the docs' memory is freed with the zone
-            return [{"entities": doc_to_entities(doc)} for doc in self.nlp.pipe(texts, batch_size=len(texts))]
+            return [doc_result(doc) for doc in self.nlp.pipe(texts, batch_size=len(texts))]
 
-    def annotate(self, texts: List[str], field: str) -> Job:
+    def annotate(self, texts: List[str], field: str, thresholds: Optional[Thresholds] = None) -> Job:
         """The job for one request: count its tokens (stopping at the limit),
         then hand its batches to the worker, one per step. Counting is cheap, so it takes turns
         only once a step has spent `COUNT_SLICE_S` on it: a one-text request is
-        then a single step and waits for its turn once, not twice."""
+        then a single step and waits for its turn once, not twice. `thresholds`,
+        if given, split its results' entities anew (`split_result`)."""
         max_tokens = self.limits.max_request_tokens
         lengths: List[int] = []
         step_start = time.perf_counter()
@@ -99,7 +118,7 @@ class Service:
             done = yield Batch([texts[i] for i in batch], sum(lengths[i] for i in batch))
             if done is None:
                 raise RuntimeError("the worker resumed a job without its batch's results")
-            results.extend(done)
+            results.extend(done if thresholds is None else [split_result(result, thresholds) for result in done])
         self.metrics.texts.inc(len(texts))
         self.metrics.words.inc(sum(lengths))
         return results
@@ -124,10 +143,11 @@ class Service:
         """Entities of one text or of each of several texts."""
         # The body is parsed here, not by FastAPI, for strict JSON and the API's own error kinds.
         check_content_type(request)
-        texts = parse_texts(await read_body(request, self.limits.max_body_bytes), self.models)
+        texts, min_confidence = parse_request(await read_body(request, self.limits.max_body_bytes), self.models)
         field = "text" if len(texts) == 1 else "texts"
         self.check_words(texts, field)
-        return {"results": await asyncio.wrap_future(self.worker.submit(self.annotate(texts, field)))}
+        thresholds = self.min_confidence if min_confidence is None else min_confidence
+        return {"results": await asyncio.wrap_future(self.worker.submit(self.annotate(texts, field, thresholds)))}
 
     async def health(self) -> Dict[str, Any]:
         """The loaded model's name and version, and its pipeline."""
@@ -136,6 +156,29 @@ class Service:
     async def metrics_text(self) -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def doc_result(doc: Any) -> Dict[str, Any]:
+    """A doc's result: {"entities": [...]}, with "low_confidence" where the doc has that span group."""
+    result: Dict[str, Any] = {"entities": doc_to_entities(doc)}
+    low = low_confidence_entities(doc)
+    if low is not None:
+        result[LOW_CONFIDENCE_FIELD] = low
+    return result
+
+
+def split_result(result: Dict[str, Any], thresholds: Thresholds) -> Dict[str, Any]:
+    """A new result with the entities of `result` (those in "entities" and in
+    "low_confidence") split anew by `thresholds`, as `apply_thresholds` splits
+    a doc's: below its label's threshold to "low_confidence", else to
+    "entities" (an entity without a confidence stays), each in text order."""
+    candidates = [*result["entities"], *result.get(LOW_CONFIDENCE_FIELD, [])]
+    kept: List[Dict[str, Any]] = []
+    low: List[Dict[str, Any]] = []
+    for entity in sorted(candidates, key=lambda entity: (entity["start_char"], entity["end_char"])):
+        confidence = entity["confidence"]
+        (low if confidence is not None and confidence < thresholds.of(entity["label"]) else kept).append(entity)
+    return {"entities": kept, LOW_CONFIDENCE_FIELD: low}
 
 
 @asynccontextmanager
@@ -153,6 +196,7 @@ def add_ner_route(app: FastAPI, service: Service) -> None:
         service.ner,
         methods=["POST"],
         response_model=NerResponse,
+        response_model_exclude_unset=True,  # "low_confidence" only where thresholds apply
         responses={
             200: {"headers": REQUEST_ID_HEADER},
             **{
@@ -194,6 +238,7 @@ def create_app(
     batch_tokens: int = 512,
     max_word_chars: int = 2_000,
     body_timeout: float = 10.0,
+    min_confidence: Union[Thresholds, MinConfidence, None] = None,
 ) -> FastAPI:
     """The API around a loaded pipeline; its metrics registry is `app.state.registry`.
 
@@ -204,9 +249,15 @@ def create_app(
     send its body. `max_word_chars` bounds the characters between two spaces:
     spaCy's tokenizer splits suffixes off a chunk one at a time, rescanning it
     each time, so its time grows with the square of the chunk's length.
+    `min_confidence` (`Thresholds`, or a number or mapping as
+    `Thresholds.from_value` takes them; a bad one raises ValueError) is the
+    default for requests without their own "min_confidence"; None: the
+    model's own thresholds alone.
     """
     if max_chars > nlp.max_length:
         raise ValueError(f"max_chars ({max_chars}) exceeds nlp.max_length ({nlp.max_length})")
+    if min_confidence is not None and not isinstance(min_confidence, Thresholds):
+        min_confidence = Thresholds.from_value(min_confidence, "min_confidence")
     metrics = Metrics()
     limits = Limits(
         max_texts=max_texts,
@@ -217,7 +268,7 @@ def create_app(
         batch_size=batch_size,
         batch_tokens=batch_tokens,
     )
-    service = Service(nlp, model_name, limits, metrics)
+    service = Service(nlp, model_name, limits, metrics, min_confidence)
     app = FastAPI(title="NER API", lifespan=lifespan)
     app.state.registry = metrics.registry
     app.state.worker = service.worker
