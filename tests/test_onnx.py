@@ -156,6 +156,7 @@ def test_parity_cli_fp32_and_int8(onnx_dir, tiny_pipeline_dir, nlp, tmp_path):
     fp32, int8 = parity["fp32"], parity["int8"]
     assert fp32["entity_agreement"] >= 0.995 and fp32["tag_agreement"] >= 0.995
     assert fp32["max_prob_diff"] < 1e-4 and abs(fp32["f1_change"]) < 1e-9
+    assert 0.0 <= fp32["max_confidence_diff"] < 1e-4
     assert 0.0 < int8["max_prob_diff"] < 0.05 and 0.0 <= int8["f1"] <= 1.0
 
 

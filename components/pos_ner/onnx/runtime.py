@@ -272,9 +272,15 @@ def entity_set(docs: List[Doc]) -> set:
     return {(i, ent.start, ent.end, ent.label_) for i, doc in enumerate(docs) for ent in doc.ents}
 
 
+def confidences(docs: List[Doc]) -> Dict[Tuple[int, int, int, str], float]:
+    return {(i, e.start, e.end, e.label_): e._.confidence for i, doc in enumerate(docs) for e in doc.ents}
+
+
 def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> Dict:
     """Run the PyTorch pipeline `nlp` and the ONNX model(s) in `onnx_dir` on the
-    gold tokens; entity agreement is |same (start, end, label)| / |union|."""
+    gold tokens; entity agreement is |same (start, end, label)| / |union|;
+    `max_confidence_diff` is the largest |ent._.confidence difference| over
+    the entities both found (after the calibration both carry)."""
     # Imported here: seqeval pulls in scikit-learn and SciPy, which OnnxNer does not need.
     from seqeval.metrics import f1_score
 
@@ -306,6 +312,8 @@ def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> D
             probs.extend(batch_probs)
         seconds = time.perf_counter() - start
         ents = entity_set(docs)
+        ref_conf, conf = confidences(reference), confidences(docs)
+        both = ref_conf.keys() & conf.keys()
         tag_pairs = [(a.tag_, b.tag_) for ref, doc in zip(reference, docs) for a, b in zip(ref, doc)]
         f1 = micro_f1(docs)
         result[variant] = {
@@ -313,6 +321,7 @@ def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> D
             "entity_agreement": len(ents & ref_ents) / len(ents | ref_ents) if ents | ref_ents else 1.0,
             "tag_agreement": sum(a == b for a, b in tag_pairs) / len(tag_pairs) if tag_pairs else 1.0,
             "max_prob_diff": max((float(abs(p - q).max()) for p, q in zip(probs, ref_probs) if len(p)), default=0.0),
+            "max_confidence_diff": max((abs(conf[key] - ref_conf[key]) for key in both), default=0.0),
             "f1": f1,
             "f1_change": f1 - result["pytorch"]["f1"],
             "words_per_second": n_words / seconds,
@@ -321,12 +330,13 @@ def parity(nlp, onnx_dir: Path, gold_docs: List[Doc], batch_size: int = 32) -> D
 
 
 def format_table(result: Dict) -> str:
-    rows = [("path", "entities", "ent agree", "tag agree", "max |dp|", "F1", "ΔF1", "words/s")]
+    rows = [("path", "entities", "ent agree", "tag agree", "max |dp|", "max |dconf|", "F1", "ΔF1", "words/s")]
     torch_row = result["pytorch"]
     rows.append(
         (
             "pytorch",
             str(torch_row["entities"]),
+            "-",
             "-",
             "-",
             "-",
@@ -345,6 +355,7 @@ def format_table(result: Dict) -> str:
                     f"{100 * r['entity_agreement']:.2f}",
                     f"{100 * r['tag_agreement']:.2f}",
                     f"{r['max_prob_diff']:.1e}",
+                    f"{r.get('max_confidence_diff', 0.0):.1e}",
                     f"{100 * r['f1']:.2f}",
                     f"{100 * r['f1_change']:+.2f}",
                     f"{r['words_per_second']:.0f}",
