@@ -303,7 +303,7 @@ FLOORS = [
     ["cli"],
     ["serving", "onnx", "onnx_component", "batch", "model_card", "backends"],
     ["pipeline_component", "architectures", "span_getters", "corpus"],
-    ["io", "evaluation", "decoding", "layers", "windows", "schedules", "optimizers", "cpu_ops"],
+    ["io", "evaluation", "decoding", "thresholds", "layers", "windows", "schedules", "optimizers", "cpu_ops"],
 ]
 
 
