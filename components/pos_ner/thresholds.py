@@ -66,6 +66,11 @@ class Thresholds(NamedTuple):
     def of(self, label: str) -> float:
         return dict(self.per_label).get(label, self.default)
 
+    def keeps(self, label: str, confidence: Optional[float]) -> bool:
+        """Whether an entity stays in doc.ents: its confidence reaches its label's
+        threshold, or it has none (not set by pos_ner)."""
+        return confidence is None or confidence >= self.of(label)
+
     @property
     def is_active(self) -> bool:
         """Whether any entity could be taken out of doc.ents."""
@@ -95,7 +100,7 @@ def apply_thresholds(doc: Doc, thresholds: Thresholds) -> Doc:
     low: List[Span] = []
     for span in sorted(candidates, key=lambda span: (span.start, span.end)):
         confidence = span._.get(CONFIDENCE_ATTR) if Span.has_extension(CONFIDENCE_ATTR) else None
-        (low if confidence is not None and confidence < thresholds.of(span.label_) else kept).append(span)
+        (kept if thresholds.keeps(span.label_, confidence) else low).append(span)
     doc.ents = kept
     doc.spans[LOW_CONFIDENCE_KEY] = low
     return doc

@@ -176,8 +176,7 @@ def split_result(result: Dict[str, Any], thresholds: Thresholds) -> Dict[str, An
     kept: List[Dict[str, Any]] = []
     low: List[Dict[str, Any]] = []
     for entity in sorted(candidates, key=lambda entity: (entity["start_char"], entity["end_char"])):
-        confidence = entity["confidence"]
-        (low if confidence is not None and confidence < thresholds.of(entity["label"]) else kept).append(entity)
+        (kept if thresholds.keeps(entity["label"], entity["confidence"]) else low).append(entity)
     return {"entities": kept, LOW_CONFIDENCE_FIELD: low}
 
 
