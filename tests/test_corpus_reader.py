@@ -13,7 +13,7 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 from spacy.util import load_config, registry
 
-from pos_ner.corpus import cut_bounds, hold_out
+from pos_ner.corpus import cut_bounds, hold_out, recase, title_case
 
 from conftest import ROOT, make_doc, make_docs, write_docbin
 
@@ -193,12 +193,96 @@ def test_single_sentences_leave_empty_and_one_sentence_docs_whole():
         assert list(augment(nlp, example)) == [example]
 
 
+def case_reader(path, **shares):
+    return make_reader(path, max_doc_tokens=0, augmenter={"@augmenters": "pos_ner.case_variants.v1", **shares})
+
+
+def test_case_variants_change_a_share_of_documents_and_keep_their_annotations(tmp_path):
+    nlp = spacy.blank("en")
+    docs = make_docs(60, seed=6, vocab=nlp.vocab)
+    path = write_docbin(tmp_path / "train.spacy", docs)
+    for name, change in (("lower", str.lower), ("upper", str.upper), ("title", title_case)):
+        every = list(case_reader(path, **{name: 1.0})(nlp))
+        assert [eg.reference.text for eg in every] == ["".join(change(t.text) + t.whitespace_ for t in d) for d in docs]
+        assert [eg.predicted.text for eg in every] == [eg.reference.text for eg in every]
+        for eg, doc in zip(every, docs):
+            # The same tokens, tags, sentences and entities (by position and label).
+            assert [t.text for t in eg.reference] == [change(t.text) for t in doc]
+            assert [t.tag_ for t in eg.reference] == [t.tag_ for t in doc]
+            assert [t.is_sent_start for t in eg.reference] == [t.is_sent_start for t in doc]
+            assert [(e.start, e.end, e.label_) for e in eg.reference.ents] == [
+                (e.start, e.end, e.label_) for e in doc.ents
+            ]
+            # The entities reach training: the gold tags aligned to the predicted tokens.
+            assert eg.get_aligned_ner() == Example(Doc(nlp.vocab, words=[t.text for t in doc]), doc).get_aligned_ner()
+    random.seed(0)
+    mixed = list(case_reader(path, lower=0.3, upper=0.2, title=0.1)(nlp))
+    kinds = []
+    for eg, doc in zip(mixed, docs):
+        kind = next(
+            (
+                n
+                for n, f in (("none", str), ("lower", str.lower), ("upper", str.upper), ("title", title_case))
+                if [t.text for t in eg.reference] == [f(t.text) for t in doc]
+            ),
+            None,
+        )
+        assert kind is not None
+        kinds.append(kind)
+    # One document in, one out, each either unchanged or one of the variants; about the shares asked.
+    assert len(mixed) == len(docs) and {"none", "lower", "upper", "title"} <= set(kinds)
+    assert 5 <= kinds.count("lower") <= 30 and kinds.count("none") >= 12
+    random.seed(0)
+    again = list(case_reader(path, lower=0.3, upper=0.2, title=0.1)(nlp))
+    assert [eg.reference.text for eg in again] == [eg.reference.text for eg in mixed]
+    # No shares: every document as it is, and no draw from the random stream.
+    random.seed(0)
+    plain = list(case_reader(path)(nlp))
+    assert [eg.reference.text for eg in plain] == [doc.text for doc in docs] and random.random() == random.Random(
+        0
+    ).random()
+
+
+def test_recase_keeps_missing_entity_annotation_parses_and_empty_docs():
+    nlp = spacy.blank("en")
+    words = ["Anna", "visited", "Paris", "."]
+    doc = Doc(
+        nlp.vocab,
+        words=words,
+        heads=[1, 1, 1, 1],
+        deps=["nsubj", "ROOT", "dobj", "punct"],
+        pos=["PROPN", "VERB", "PROPN", "PUNCT"],
+        lemmas=["Anna", "visit", "Paris", "."],
+    )
+    doc.set_ents([Span(doc, 0, 1, "PER")], missing=[doc[2:3]], default="outside")
+    upper = recase(doc, str.upper)
+    assert [t.text for t in upper] == ["ANNA", "VISITED", "PARIS", "."]
+    assert [t.ent_iob_ for t in upper] == ["B", "O", "", "O"] == [t.ent_iob_ for t in doc]
+    assert [(t.head.i, t.dep_, t.pos_, t.lemma_) for t in upper] == [(t.head.i, t.dep_, t.pos_, t.lemma_) for t in doc]
+    assert len(recase(Doc(nlp.vocab, words=[]), str.lower)) == 0
+    assert title_case("u.s.") == "U.s." and title_case("iPhone") == "IPhone" and title_case("") == ""
+
+
+@pytest.mark.parametrize(
+    "shares, message",
+    [
+        ({"lower": -0.1}, "lower must be between 0 and 1, got -0.1"),
+        ({"title": 1.5}, "title must be between 0 and 1"),
+        ({"lower": 0.6, "upper": 0.5}, "must add up to at most 1, got lower + upper + title = 1.1"),
+    ],
+)
+def test_case_variants_shares_are_checked(shares, message):
+    with pytest.raises(ValueError, match=message.replace("+", r"\+")):
+        registry.resolve({"a": {"@augmenters": "pos_ner.case_variants.v1", **shares}})
+
+
 def test_spacy_finds_the_augmenter_through_its_entry_point(tmp_path):
     # No import of pos_ner: a config naming the augmenter works with plain `spacy train`.
-    code = "from spacy.util import registry; print(registry.augmenters.get('pos_ner.single_sentences.v1').__module__)"
+    names = "'pos_ner.single_sentences.v1', 'pos_ner.case_variants.v1'"
+    code = f"from spacy.util import registry; print(*(registry.augmenters.get(n).__module__ for n in ({names})))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "pos_ner.corpus"
+    assert result.stdout.strip() == "pos_ner.corpus pos_ner.corpus"
 
 
 def long_doc(vocab, rng, n_sents, free_every=100):

@@ -15,6 +15,13 @@ a corpus) that gives a share of the training documents as their separate
 sentences, each its own Doc: a model that learns from whole documents (document
 context, windows across sentences) also sees text sent one sentence at a time.
 
+`pos_ner.case_variants.v1` is an augmenter that gives a share of the training
+documents lowercased, uppercased or title-cased, every annotation kept: the
+encoder is uncased, so case reaches the model only through the SHAPE feature and
+the POS tags, and a model that never saw lowercased text in training leans on
+them (chat, search queries and speech transcripts arrive lowercased, headlines
+and legal text uppercased).
+
 `gold_tags` copies the corpus' own TAG annotation onto the predicted Doc, so
 that the pipeline is fed gold part-of-speech tags (spaCy's tagger, with
 `overwrite = false`, keeps tags that are already set): the upper bound of what
@@ -24,8 +31,9 @@ POS features can give, for experiments, never for a model to ship.
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
+from spacy.attrs import DEP, ENT_IOB, ENT_TYPE, HEAD, LEMMA, MORPH, POS, SENT_START, TAG
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Corpus, Example
@@ -167,6 +175,75 @@ def create_single_sentences_augmenter(share: float) -> Callable[[Language, Examp
         gold_words = [t.text for t in example.predicted] == [t.text for t in reference]
         for start, end in bounds:
             yield example_from_reference(nlp, reference[start:end].as_doc(), gold_words)
+
+    return augment
+
+
+def title_case(text: str) -> str:
+    """The first character uppercased, the rest as it was ("u.s." -> "U.s.", "iPhone" -> "IPhone")."""
+    return text[:1].upper() + text[1:]
+
+
+CASE_CHANGES: Dict[str, Callable[[str], str]] = {"lower": str.lower, "upper": str.upper, "title": title_case}
+
+
+def recase(doc: Doc, change: Callable[[str], str]) -> Doc:
+    """A copy of `doc` whose tokens' texts are `change(token.text)`, with the same
+    tokens and whitespace and every token annotation it has kept: tags, POS,
+    morphology, lemmas, the parse or else the sentence starts, and the entities
+    (missing entity annotation stays missing)."""
+    words = [change(token.text) for token in doc]
+    spaces = [bool(token.whitespace_) for token in doc]
+    annotated = {"TAG": TAG, "POS": POS, "MORPH": MORPH, "LEMMA": LEMMA}
+    attrs = [attr for name, attr in annotated.items() if doc.has_annotation(name)]
+    if doc.has_annotation("DEP"):
+        attrs += [HEAD, DEP]
+    elif doc.has_annotation("SENT_START"):
+        attrs.append(SENT_START)
+    attrs += [ENT_IOB, ENT_TYPE]
+    variant = Doc(doc.vocab, words=words, spaces=spaces)
+    if len(doc):
+        variant.from_array(attrs, doc.to_array(attrs))
+    return variant
+
+
+@registry.augmenters("pos_ner.case_variants.v1")
+def create_case_variants_augmenter(
+    lower: float = 0.0, upper: float = 0.0, title: float = 0.0
+) -> Callable[[Language, Example], Iterator[Example]]:
+    """A spaCy augmenter: each training document is given lowercased with
+    probability `lower`, uppercased with probability `upper`, title-cased (each
+    token's first character uppercased) with probability `title`, and as it is
+    otherwise; one draw a document and epoch from Python's `random`, which spaCy
+    seeds. The variant keeps the document's tokens, whitespace and annotations
+    (`recase`), so nothing is dropped and the gold entities stay where they were."""
+    shares = {"lower": lower, "upper": upper, "title": title}
+    for name, share in shares.items():
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"pos_ner.case_variants.v1: {name} must be between 0 and 1, got {share}")
+    if sum(shares.values()) > 1.0 + 1e-9:
+        raise ValueError(
+            f"pos_ner.case_variants.v1: the shares are the probabilities of exclusive choices and must add up "
+            f"to at most 1, got lower + upper + title = {sum(shares.values()):g}"
+        )
+    choices = [(name, share) for name, share in shares.items() if share > 0.0]
+
+    def pick(draw: float) -> Optional[str]:
+        bound = 0.0
+        for name, share in choices:
+            bound += share
+            if draw < bound:
+                return name
+        return None
+
+    def augment(nlp: Language, example: Example) -> Iterator[Example]:
+        change = pick(random.random()) if choices else None
+        if change is None:
+            yield example
+            return
+        reference = example.reference
+        gold_words = [t.text for t in example.predicted] == [t.text for t in reference]
+        yield example_from_reference(nlp, recase(reference, CASE_CHANGES[change]), gold_words)
 
     return augment
 
