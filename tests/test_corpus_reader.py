@@ -276,13 +276,49 @@ def test_case_variants_shares_are_checked(shares, message):
         registry.resolve({"a": {"@augmenters": "pos_ner.case_variants.v1", **shares}})
 
 
+def test_chained_augmenters_apply_in_order_from_a_config(tmp_path):
+    nlp = spacy.blank("en")
+    docs = make_docs(8, seed=7, vocab=nlp.vocab)
+    path = write_docbin(tmp_path / "train.spacy", docs)
+    text = f"""
+[r]
+@readers = "pos_ner.Corpus.v1"
+path = "{path}"
+max_doc_tokens = 0
+
+[r.augmenter]
+@augmenters = "pos_ner.chained_augmenters.v1"
+
+[r.augmenter.*.sentences]
+@augmenters = "pos_ner.single_sentences.v1"
+share = 1.0
+
+[r.augmenter.*.case]
+@augmenters = "pos_ner.case_variants.v1"
+upper = 1.0
+"""
+    from thinc.api import Config
+
+    config = Config().from_str(text)
+    examples = list(registry.resolve(config)["r"](nlp))
+    # Every document split into its sentences, then every sentence uppercased; nothing lost.
+    assert len(examples) == sum(len(list(doc.sents)) for doc in docs)
+    assert [t.text for eg in examples for t in eg.reference] == [t.text.upper() for doc in docs for t in doc]
+    assert entity_texts(eg.reference for eg in examples) == sorted(
+        (ent.text.upper(), ent.label_) for doc in docs for ent in doc.ents
+    )
+    # No augmenters: the example itself.
+    example = Example(Doc(nlp.vocab, words=["a"]), docs[0])
+    assert list(registry.augmenters.get("pos_ner.chained_augmenters.v1")()(nlp, example)) == [example]
+
+
 def test_spacy_finds_the_augmenter_through_its_entry_point(tmp_path):
     # No import of pos_ner: a config naming the augmenter works with plain `spacy train`.
-    names = "'pos_ner.single_sentences.v1', 'pos_ner.case_variants.v1'"
+    names = "'pos_ner.single_sentences.v1', 'pos_ner.case_variants.v1', 'pos_ner.chained_augmenters.v1'"
     code = f"from spacy.util import registry; print(*(registry.augmenters.get(n).__module__ for n in ({names})))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "pos_ner.corpus pos_ner.corpus"
+    assert result.stdout.strip() == "pos_ner.corpus pos_ner.corpus pos_ner.corpus"
 
 
 def long_doc(vocab, rng, n_sents, free_every=100):

@@ -31,13 +31,14 @@ POS features can give, for experiments, never for a model to ship.
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, cast
 
 from spacy.attrs import DEP, ENT_IOB, ENT_TYPE, HEAD, LEMMA, MORPH, POS, SENT_START, TAG
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Corpus, Example
 from spacy.util import registry
+from thinc.types import Ints2d
 from wasabi import msg
 
 
@@ -203,7 +204,7 @@ def recase(doc: Doc, change: Callable[[str], str]) -> Doc:
     attrs += [ENT_IOB, ENT_TYPE]
     variant = Doc(doc.vocab, words=words, spaces=spaces)
     if len(doc):
-        variant.from_array(attrs, doc.to_array(attrs))
+        variant.from_array(attrs, cast(Ints2d, doc.to_array(attrs)))
     return variant
 
 
@@ -244,6 +245,21 @@ def create_case_variants_augmenter(
         reference = example.reference
         gold_words = [t.text for t in example.predicted] == [t.text for t in reference]
         yield example_from_reference(nlp, recase(reference, CASE_CHANGES[change]), gold_words)
+
+    return augment
+
+
+@registry.augmenters("pos_ner.chained_augmenters.v1")
+def create_chained_augmenters(*augmenters: Callable) -> Callable[[Language, Example], Iterator[Example]]:
+    """A spaCy augmenter that applies `augmenters` in turn: every example the first
+    yields goes through the second, and so on (a corpus takes one augmenter). In a
+    config, each is a `[corpora.train.augmenter.*.NAME]` section, in order."""
+
+    def augment(nlp: Language, example: Example) -> Iterator[Example]:
+        examples: Iterable[Example] = [example]
+        for augmenter in augmenters:
+            examples = [out for eg in examples for out in augmenter(nlp, eg)]
+        yield from examples
 
     return augment
 
