@@ -55,12 +55,14 @@ def test_spacy_finds_the_component_from_any_directory(tmp_path):
 def test_one_cli_with_every_command(tmp_path):
     expected = [
         "annotate",
+        "calibrate",
         "check-data",
         "convert",
         "evaluate",
         "export-onnx",
         "onnx-parity",
         "predict",
+        "select",
         "serve",
         "train",
     ]
@@ -303,7 +305,7 @@ FLOORS = [
     ["cli"],
     ["serving", "onnx", "onnx_component", "batch", "model_card", "backends"],
     ["pipeline_component", "architectures", "span_getters", "corpus"],
-    ["io", "evaluation", "decoding", "thresholds", "layers", "windows", "schedules", "optimizers", "cpu_ops"],
+    ["io", "evaluation", "decoding", "thresholds", "selection", "layers", "windows", "schedules", "optimizers", "cpu_ops"],
 ]
 
 

@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (each module registers its command on `app`)
     model_card,
     onnx_parity,
     predict,
+    select,
     serve,
     train,
 )
