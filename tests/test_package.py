@@ -305,7 +305,8 @@ FLOORS = [
     ["cli"],
     ["serving", "onnx", "onnx_component", "batch", "model_card", "backends"],
     ["pipeline_component", "architectures", "span_getters", "corpus"],
-    ["io", "evaluation", "decoding", "thresholds", "selection", "layers", "windows", "schedules", "optimizers", "cpu_ops"],
+    ["io", "evaluation", "decoding", "thresholds", "selection", "layers"],
+    ["windows", "schedules", "optimizers", "cpu_ops"],
 ]
 
 

@@ -145,6 +145,53 @@ def grid_cli(
         typer.echo(f"no grid point finished; nothing in {results}")
 
 
+@app.command("simulate-selection")
+def simulate_selection_cli(
+    definition_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="configs/select_simulation.yml"),
+    corpus_dir: Path = typer.Option(
+        Path("corpus"), "--corpus", help="train.spacy (the pool: documents, split into sentences), dev and test.spacy"
+    ),
+    workdir: Path = typer.Option(
+        Path("training/select_simulation"), "--workdir", help="One folder per strategy and seed, a round in each"
+    ),
+    output: Path = typer.Option(
+        Path("benchmarks/results/select_simulation.json"),
+        "--output",
+        "-o",
+        help="JSON to write (and a .md table and .png figure beside it)",
+    ),
+    gpu: str = typer.Option("auto", "--gpu", help="Training: 'auto', -1 for the CPU, or a GPU id; selection: the CPU"),
+    only: Optional[List[str]] = typer.Option(
+        None, "--only", help="Run only these strategies (repeatable); the report keeps every finished round"
+    ),
+    seeds: Optional[List[int]] = typer.Option(None, "--seed", help="Run only these seeds (repeatable)"),
+    report_only: bool = typer.Option(False, "--report-only", help="Train nothing: report the finished rounds"),
+) -> None:
+    """Simulate the annotation loop on a labelled corpus: per strategy and seed,
+    rounds of train, score, select the next sentences with `pos-ner select`'s
+    code; resumable (a finished round is never run again). OUTPUT, its .md table
+    and .png figure are checked against the inputs before any training and written
+    atomically at the end. Run from the project's folder: the definition's paths
+    are relative to it."""
+    require_extras(f"{PROG} simulate-selection", "evaluate")
+    from scripts.experiments.simulate_selection import DefinitionError, figure_path, markdown_path, simulate
+
+    if output.suffix in (".md", ".png"):
+        fail(f"{output}: --output must not end in .md or .png (the table and figure are written beside the JSON)")
+    corpora = [corpus_dir / f"{split}.spacy" for split in ("train", "dev", "test")]
+    check_outputs([output, markdown_path(output), figure_path(output)], [definition_path, *corpora, corpus_dir])
+    try:
+        report = simulate(definition_path, corpus_dir, workdir, output, gpu, only, seeds, report_only)
+    except DefinitionError as error:
+        fail(str(error))
+    typer.echo(report["markdown"])
+    if report["not_run"]:
+        typer.echo(f"not run yet ({len(report['not_run'])}): {', '.join(report['not_run'])}")
+    if report["failed"]:
+        names = ", ".join(f"{f.get('strategy', 'reference')}-seed{f['seed']}" for f in report["failed"])
+        fail(f"{len(report['failed'])} chain(s) stopped by a failed run: {names} (run the same command to retry)")
+
+
 def main(args: Optional[List[str]] = None) -> None:
     """The entry point of `python -m scripts.experiments`."""
     run_cli(app, PROG, args)
